@@ -113,7 +113,21 @@ struct pluto_config {
  * which the caller frees. */
 int config_load(const char *path, struct pluto_config **config_r,
 		char **errors_r);
+/* Like config_load(), but checks only the certificate, key and AuthFile
+ * files that node_name ("distributor", "storage" or a worker's name) opens
+ * itself, plus RootCertLoc, so that a host need not hold every other
+ * node's private key.  node_name NULL checks every file, which is what
+ * config_load() and --check-config do.  An unknown node_name is one more
+ * error.  Everything else is validated in full either way. */
+int config_load_node(const char *path, const char *node_name,
+		     struct pluto_config **config_r, char **errors_r);
 void config_free(struct pluto_config **config);
+
+/* True when name is usable as a node name: 1 to CONFIG_NODE_NAME_MAX
+ * letters, digits, '-', '_' or '.'.  It says nothing about the reserved
+ * names "distributor" and "storage". */
+#define CONFIG_NODE_NAME_MAX 63
+bool config_node_name_valid(const char *name);
 
 /* The worker named name, or NULL. */
 const struct config_node *config_worker(const struct pluto_config *config,
