@@ -686,9 +686,12 @@ static bool parse_value(struct load_ctx *ctx, const struct section *sec,
 		if (k->type == KEY_FILE && section_checks_files(ctx, sec)) {
 			why = check_readable(path);
 			if (why != NULL) {
+				char long_shown[1024];
+
 				err_add(ctx, display, k->name,
 					"cannot read %s: %s",
-					show(shown, sizeof(shown), path), why);
+					show(long_shown, sizeof(long_shown),
+					     path), why);
 				free(path);
 				return false;
 			}
