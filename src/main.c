@@ -10,12 +10,15 @@
 #include "autoconfig.h"
 
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -169,6 +172,34 @@ static void block_stop_signals(sigset_t *set)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* Ports are bound and keys read by now: switch to the configured user
+ * (glibc applies set*id to every thread of the process). */
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (user == NULL)
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		log_error("[Pluto] User: no such user '%s'", user);
+		return -1;
+	}
+	if (geteuid() == pw->pw_uid)
+		return 0;
+	if (geteuid() != 0) {
+		log_error("[Pluto] User: only root can switch to '%s'", user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		log_warn("cannot switch to user '%s'", user);
+		return -1;
+	}
+	log_info("running as user %s", user);
+	return 0;
+}
+
 static int run_role(const struct options *opts,
 		    const struct pluto_config *config)
 {
@@ -198,6 +229,10 @@ static int run_role(const struct options *opts,
 	block_stop_signals(&set);
 	if (ops->start(config, opts->worker_name) < 0)
 		return 1;
+	if (drop_privileges(config->run_as_user) < 0) {
+		ops->stop();
+		return 1;
+	}
 	log_info("pluto %s running as %s", PACKAGE_VERSION, node_name(opts));
 	do {
 		if (sigwait(&set, &sig) != 0)
@@ -227,7 +262,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_init(node_name(&opts), level, false);
-	if (config_load(opts.config_path, &config, &errors) < 0) {
+	/* --check-config checks every node's files; a role checks only the
+	 * files it opens, so a host needs no other node's private key. */
+	if ((opts.check_config
+		     ? config_load(opts.config_path, &config, &errors)
+		     : config_load_node(opts.config_path, node_name(&opts),
+					&config, &errors)) < 0) {
 		fprintf(stderr, "pluto: %s: configuration errors:\n%s",
 			opts.config_path, errors);
 		free(errors);
