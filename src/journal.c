@@ -273,7 +273,8 @@ static bool segment_parse(const char *name, uint64_t *first_r)
 	return true;
 }
 
-static int segs_push(struct journal *j, uint64_t first)
+/* Makes room for one more entry in j->segs. */
+static int segs_reserve(struct journal *j)
 {
 	if (j->nsegs == j->segs_cap) {
 		size_t cap = j->segs_cap == 0 ? 16 : j->segs_cap;
@@ -290,6 +291,13 @@ static int segs_push(struct journal *j, uint64_t first)
 		j->segs = n;
 		j->segs_cap = cap;
 	}
+	return 0;
+}
+
+static int segs_push(struct journal *j, uint64_t first)
+{
+	if (segs_reserve(j) < 0)
+		return -1;
 	j->segs[j->nsegs++] = first;
 	return 0;
 }
@@ -332,6 +340,10 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 	*bad_r = NULL;
 	if (fstat(fd, &st) < 0) {
 		*error_r = journal_err(true, "fstat %s", name);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		*error_r = journal_err(false, "%s is not a regular file", name);
 		return -1;
 	}
 	size = (uint64_t)st.st_size;
@@ -417,13 +429,20 @@ static int journal_mkdir(const char *dir, const char **error_r)
 			*error_r = journal_err(true, "strdup");
 			return -1;
 		}
+		/* "a/b/" names b too: its parent is "a". */
+		for (size_t n = strlen(parent); n > 1 && parent[n - 1] == '/';
+		     n--)
+			parent[n - 1] = '\0';
 		slash = strrchr(parent, '/');
-		if (slash == NULL)
-			strcpy(parent, ".");
-		else if (slash == parent)
+		if (slash == NULL) {
+			/* strdup of a non-empty name: 2 bytes exist. */
+			parent[0] = '.';
 			parent[1] = '\0';
-		else
+		} else if (slash == parent) {
+			parent[1] = '\0';
+		} else {
 			*slash = '\0';
+		}
 		pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (pfd < 0 || sync_full(pfd) < 0) {
 			*error_r = journal_err(true, "sync directory %s",
@@ -555,8 +574,10 @@ static int journal_recover(struct journal *j, const char **error_r)
 				j->dir, name, lsn - 1);
 			goto fail;
 		}
-		fd = openat(j->dir_fd, name,
-			    (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+		/* O_NONBLOCK only so that a FIFO planted under a segment's
+		 * name cannot hang start-up; segment_scan rejects it. */
+		fd = openat(j->dir_fd, name, (last ? O_RDWR : O_RDONLY) |
+			    O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0) {
 			*error_r = journal_err(true, "open %s/%s", j->dir,
 					       name);
@@ -600,6 +621,7 @@ static int journal_recover(struct journal *j, const char **error_r)
 			close(fd);
 			goto fail;
 		}
+		(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 		j->fd = fd;
 		j->seg_size = good;
 	}
@@ -718,15 +740,14 @@ static int journal_rotate_locked(struct journal *j, const char **error_r)
 	}
 	pthread_cond_broadcast(&j->sync_cond);
 	/* Room in the list first, so that a failure leaves no file behind. */
-	if (segs_push(j, j->next_lsn) < 0) {
+	if (segs_reserve(j) < 0) {
 		*error_r = journal_err(true, "journal %s", j->dir);
 		return -1;
 	}
-	j->nsegs--;
 	fd = segment_create(j, j->next_lsn, error_r);
 	if (fd < 0)
 		return -1;
-	j->nsegs++;
+	j->segs[j->nsegs++] = j->next_lsn;
 	close(j->fd);
 	j->fd = fd;
 	j->seg_size = 0;
@@ -816,6 +837,14 @@ int journal_append_async(struct journal *j, uint8_t type,
 	if (j->failed) {
 		journal_failed_locked(j, error_r);
 		pthread_mutex_unlock(&j->lock);
+		return -1;
+	}
+	if (j->next_lsn == UINT64_MAX) {
+		/* Unreachable by appending, but a segment name can claim
+		 * it; refuse rather than wrap. */
+		pthread_mutex_unlock(&j->lock);
+		*error_r = journal_err(false, "journal %s: LSNs exhausted",
+				       j->dir);
 		return -1;
 	}
 	lsn = j->next_lsn;

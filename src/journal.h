@@ -92,10 +92,10 @@ struct journal_stats {
  *     from a crash (it was never acknowledged, since acknowledgement waits
  *     for fdatasync): it and everything after it are truncated away, with
  *     a warning logged;
- *   - a bad record in any older segment, a gap between segments, or a
- *     stray file in dir is an error: those bytes were durable once, and
- *     silently dropping acknowledged operations is worse than refusing to
- *     start.
+ *   - a bad record in any older segment, or a gap between segments, is
+ *     an error: those bytes were durable once, and silently dropping
+ *     acknowledged operations is worse than refusing to start.
+ * Files in dir that are not named like segments are logged and ignored.
  * The directory is locked (flock) against a second opener, in this or
  * another process.  Returns 0 and *j_r, or -1 with *error_r set (a static
  * or thread-local string valid until the next journal call of this thread).

@@ -291,7 +291,8 @@ int snapshot_read(const char *dir, const char *name, uint64_t *lsn_r,
 	if (dfd < 0)
 		return -1;
 	snprintf(final, sizeof(final), "%s%s", name, SNAPSHOT_SUFFIX);
-	fd = openat(dfd, final, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK so that a FIFO under this name cannot hang us. */
+	fd = openat(dfd, final, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	close(dfd);
 	if (fd < 0 && errno == ENOENT)
 		return 0;
@@ -305,6 +306,10 @@ int snapshot_read(const char *dir, const char *name, uint64_t *lsn_r,
 					dir);
 		close(fd);
 		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		bad = "not a regular file";
+		goto corrupt;
 	}
 	n = read_full(fd, hdr, sizeof(hdr));
 	if (n < 0)

@@ -499,6 +499,16 @@ static void test_corrupt_older_segment(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(error, "missing"));
 		free(seg3);
 	}
+	/* A FIFO under a segment's name is refused without hanging. */
+	{
+		char *fifo = path_in(dir, "00000000000000000099.log");
+
+		CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0600), 0);
+		j2 = NULL;
+		CU_ASSERT_EQUAL(journal_open(dir, NULL, &j2, &error), -1);
+		CU_ASSERT_PTR_NULL(j2);
+		free(fifo);
+	}
 	free(orig);
 	free(seg1);
 	cu_rmtree(dir);
@@ -578,6 +588,75 @@ static void test_rotation_and_trim(void)
 	journal_free(&j);
 	CU_ASSERT_EQUAL(file_size(stray), 1);
 	free(stray);
+	/* A missing directory is created (trailing slash and all). */
+	{
+		char *sub = path_in(dir, "sub/");
+		struct stat sst;
+
+		j = open_ok(sub, 0);
+		CU_ASSERT_EQUAL(append_one(j, 1, "x", 1), 1);
+		journal_free(&j);
+		CU_ASSERT_EQUAL(stat(sub, &sst), 0);
+		CU_ASSERT_TRUE(S_ISDIR(sst.st_mode));
+		CU_ASSERT_EQUAL(sst.st_mode & 0777, 0700);
+		free(sub);
+	}
+	cu_rmtree(dir);
+	free(dir);
+}
+
+static void test_reader_errors_and_trim_under_reader(void)
+{
+	char *dir = cu_tempdir("journal");
+	struct journal *j = open_ok(dir, 200);
+	struct journal_reader *r, *lazy;
+	struct journal_record rec;
+	const char *error = NULL;
+	unsigned char p[50];
+	char *seg1 = path_in(dir, SEG1);
+	int fd;
+
+	for (uint64_t i = 1; i <= 9; i++) {
+		fill_payload(p, sizeof(p), i);
+		append_one(j, 1, p, sizeof(p));
+	}
+	/* Segments [1..3] [4..6] [7..9].  One reader is inside the first
+	 * segment when it is trimmed: it finishes it from its open file
+	 * and moves on.  One has not opened anything yet: it is told. */
+	r = journal_reader_new(j, 1, &error);
+	lazy = journal_reader_new(j, 2, &error);
+	CU_ASSERT_FATAL(r != NULL && lazy != NULL);
+	CU_ASSERT_EQUAL(journal_reader_next(r, &rec, &error), 1);
+	CU_ASSERT_EQUAL(journal_trim(j, 4, &error), 1);
+	for (uint64_t i = 2; i <= 9; i++) {
+		CU_ASSERT_EQUAL(journal_reader_next(r, &rec, &error), 1);
+		CU_ASSERT_EQUAL(rec.lsn, i);
+	}
+	CU_ASSERT_EQUAL(journal_reader_next(r, &rec, &error), 0);
+	journal_reader_free(&r);
+	CU_ASSERT_EQUAL(journal_reader_next(lazy, &rec, &error), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(error, "trimmed"));
+	journal_reader_free(&lazy);
+
+	/* A durable record damaged on disk afterwards is reported by the
+	 * reader, which then stays failed. */
+	free(seg1);
+	seg1 = path_in(dir, "00000000000000000004.log");
+	fd = open(seg1, O_WRONLY);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(pwrite(fd, "\xff", 1, 74 + 30), 1);
+	close(fd);
+	r = journal_reader_new(j, 4, &error);
+	CU_ASSERT_FATAL(r != NULL);
+	CU_ASSERT_EQUAL(journal_reader_next(r, &rec, &error), 1);
+	CU_ASSERT_EQUAL(journal_reader_next(r, &rec, &error), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(error, "checksum"));
+	CU_ASSERT_EQUAL(journal_reader_next(r, &rec, &error), -1);
+	journal_reader_free(&r);
+	journal_free(&j);
+	/* It is in an older segment now, so reopening refuses too. */
+	CU_ASSERT_EQUAL(journal_open(dir, NULL, &j, &error), -1);
+	free(seg1);
 	cu_rmtree(dir);
 	free(dir);
 }
@@ -983,6 +1062,8 @@ static CU_TestInfo tests[] = {
 	{ "corruption in an older segment is refused",
 	  test_corrupt_older_segment },
 	{ "segment rotation and trim", test_rotation_and_trim },
+	{ "reader errors, trim under a reader",
+	  test_reader_errors_and_trim_under_reader },
 	{ "group commit: 8 threads x 200 appends", test_group_commit },
 	{ "durable waits, wake and shutdown", test_durable_wait },
 	{ "readers alongside the writer",

@@ -230,6 +230,17 @@ static void test_names(void)
 	CU_ASSERT_FALSE(snapshot_name_valid(longname));
 	/* Only the one valid snapshot was created. */
 	CU_ASSERT_EQUAL(count_files(dir), 1);
+	/* A FIFO in place of a snapshot is refused without hanging. */
+	{
+		char *fifo = path_in(dir, "pipe.snap");
+
+		CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0600), 0);
+		CU_ASSERT_EQUAL(snapshot_read(dir, "pipe", &lsn, &b, &error),
+				-1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(error, "regular"));
+		unlink(fifo);
+		free(fifo);
+	}
 	/* A directory that is not there is an error, not a crash. */
 	CU_ASSERT_EQUAL(snapshot_write("/nonexistent/pluto", "a", 1, "x", 1,
 				       &error), -1);
