@@ -747,8 +747,9 @@ static int raw_read(struct conn *c, void *dst, size_t max, long long deadline,
 	return ret;
 }
 
-/* Makes sure the buffer can hold want bytes from ipos on, moving unread
- * bytes to the front or growing it. */
+/* Makes sure the buffer can hold want bytes from ipos on (and has room
+ * at its end to read into), moving unread bytes to the front or growing
+ * it.  want must be larger than the unread bytes. */
 static int ibuf_make_room(struct conn *c, size_t want, const char **error_r)
 {
 	size_t unread = c->ilen - c->ipos;
@@ -763,14 +764,17 @@ static int ibuf_make_room(struct conn *c, size_t want, const char **error_r)
 		c->ilen = unread;
 	}
 	if (c->icap < want) {
-		unsigned char *p = realloc(c->ibuf, want);
+		/* Doubling keeps a long line's growth linear overall. */
+		size_t cap = c->icap <= SIZE_MAX / 2 && c->icap * 2 > want ?
+				     c->icap * 2 : want;
+		unsigned char *p = realloc(c->ibuf, cap);
 
 		if (p == NULL) {
 			*error_r = "out of memory";
 			return -1;
 		}
 		c->ibuf = p;
-		c->icap = want;
+		c->icap = cap;
 	}
 	return 0;
 }
@@ -826,8 +830,14 @@ int conn_read_line(struct conn *c, size_t max_len, const char **line_r,
 		if (avail >= max_len + 2)
 			return CONN_TOO_LONG;
 		scanned = avail;
-		if (ibuf_make_room(c, max_len + 2, error_r) < 0)
+		/* Room for one more record, not for max_len at once: most
+		 * lines are short and thousands of idle conns keep their
+		 * buffers. */
+		if (avail > SIZE_MAX - CONN_CHUNK ||
+		    ibuf_make_room(c, avail + CONN_CHUNK, error_r) < 0) {
+			*error_r = "out of memory";
 			return CONN_ERROR;
+		}
 		ret = ibuf_fill(c, deadline, error_r);
 		if (ret != CONN_OK) {
 			if (ret == CONN_EOF)

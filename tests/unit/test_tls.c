@@ -1065,6 +1065,54 @@ static void test_creds_errors(void)
 	CU_ASSERT_STRING_EQUAL(conn_status_str(CONN_TOO_LONG), "too long");
 }
 
+static void *fill_writer_main(void *arg)
+{
+	struct blocked_reader *br = arg;
+	static char chunk[65536];
+	const char *error = NULL;
+	int n = 0;
+
+	/* Bounded, in case the timeout never fires. */
+	do {
+		br->ret = conn_write(br->conn, chunk, sizeof(chunk), &error);
+	} while (br->ret == CONN_OK && ++n < 1000);
+	return NULL;
+}
+
+static void test_write_timeout(void)
+{
+	struct tls_creds *sc, *cc;
+	struct conn *s, *c, *a, *b;
+	struct blocked_reader wr;
+	pthread_t t;
+
+	/* Nobody reads: the writer gives up after its timeout instead of
+	 * blocking forever, plain and TLS. */
+	conn_pair(&a, &b);
+	CU_ASSERT_EQUAL(conn_set_timeouts(a, 0, 100), 0);
+	wr = (struct blocked_reader){ a, -99 };
+	CU_ASSERT_FATAL(pthread_create(&t, NULL, fill_writer_main, &wr) == 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(wr.ret, CONN_TIMEOUT);
+	conn_close(&a);
+	conn_close(&b);
+
+	internal_pair(&s, &c, &sc, &cc);
+	CU_ASSERT_EQUAL(conn_set_timeouts(c, 0, 100), 0);
+	wr = (struct blocked_reader){ c, -99 };
+	CU_ASSERT_FATAL(pthread_create(&t, NULL, fill_writer_main, &wr) == 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(wr.ret, CONN_TIMEOUT);
+	/* The broken session is closed without waiting on close_notify. */
+	long long t0 = now_ms();
+
+	conn_close(&c);
+	CU_ASSERT(now_ms() - t0 < 1000);
+	conn_close(&s);
+	tls_creds_free(&sc);
+	tls_creds_free(&cc);
+}
+
 static void test_cleanup(void)
 {
 	cu_rmtree(pki_dir);
@@ -1089,6 +1137,7 @@ static CU_TestInfo tests[] = {
 	{ "STARTTLS upgrade", test_starttls },
 	{ "tls: RSA certificates", test_tls_rsa },
 	{ "tls: full duplex, four threads", test_full_duplex },
+	{ "write timeout, plain and TLS", test_write_timeout },
 	{ "credential and API misuse", test_creds_errors },
 	{ "cleanup", test_cleanup },
 	CU_TEST_INFO_NULL,
