@@ -445,6 +445,8 @@ static char *path_absolute(const char *path, const char **error_r)
 	return res;
 }
 
+const char config_node_none[] = "";
+
 static bool section_checks_files(const struct load_ctx *ctx,
 				 const struct section *sec)
 {
@@ -452,6 +454,8 @@ static bool section_checks_files(const struct load_ctx *ctx,
 
 	if (ctx->only_node == NULL)
 		return true;
+	if (ctx->only_node == config_node_none)
+		return false;
 	if (sec->kind == SECT_WORKER || sec->kind == SECT_WORKER_TLS)
 		node = ctx->config->workers[sec->worker].name;
 	else
@@ -1309,7 +1313,7 @@ static void load_dict(struct load_ctx *ctx)
 	parse_fixed(ctx, SECT_STORAGE_TLS, &config->storage.tls, true);
 	check_user_ranges(ctx);
 	check_listeners(ctx);
-	if (ctx->only_node != NULL &&
+	if (ctx->only_node != NULL && ctx->only_node != config_node_none &&
 	    !config_is_node_name(config, ctx->only_node))
 		err_add(ctx, NULL, NULL, "no node named \"%s\" in this file",
 			ctx->only_node);

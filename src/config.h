@@ -121,6 +121,10 @@ int config_load(const char *path, struct pluto_config **config_r,
  * error.  Everything else is validated in full either way. */
 int config_load_node(const char *path, const char *node_name,
 		     struct pluto_config **config_r, char **errors_r);
+/* node_name for config_load_node() that checks no file at all: for
+ * pluto-pki, which creates the certificates and keys the file names. */
+extern const char config_node_none[];
+#define CONFIG_NODE_NONE config_node_none
 void config_free(struct pluto_config **config);
 
 /* True when name is usable as a node name: 1 to CONFIG_NODE_NAME_MAX

@@ -404,7 +404,8 @@ int main(int argc, char **argv)
 	/* Keys are written 0600 whatever the umask; certificates and
 	 * directories should be readable by the nodes' user. */
 	umask(022);
-	if (config_load(opts.config_path, &cfg, &errors) < 0) {
+	if (config_load_node(opts.config_path, CONFIG_NODE_NONE, &cfg,
+			     &errors) < 0) {
 		fprintf(stderr, "pluto-pki: %s:\n%s", opts.config_path,
 			errors != NULL ? errors : "cannot load\n");
 		free(errors);
