@@ -1,0 +1,1546 @@
+/*
+ * user_store.c - users' mail state: journal first, then Maildir, then OK.
+ *
+ * See user_store.h for the contract.  The shape of every change is
+ *
+ *   mailstate source step -> journal_append_async -> Maildir work
+ *                         -> journal_wait_durable
+ *
+ * so the journal's fsync (shared by group commit with every other writer)
+ * overlaps the Maildir fsyncs of this change.
+ *
+ * Crash windows and how recovery closes them:
+ *   - record written, not durable, Maildir done: the record is lost, the
+ *     file is an orphan; reconciliation removes it (never acknowledged);
+ *   - record durable, Maildir not done: replay applies the op and
+ *     reconciliation redoes the Maildir work (an APPEND's body is in its
+ *     record).
+ * Reconciliation runs once per user per process, on first use.
+ *
+ * Lock order: store->lock, then user->lock.  store->lock guards the user
+ * table only and is never held during I/O.
+ */
+#include "autoconfig.h"
+
+#include "user_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "maildir.h"
+#include "snapshot.h"
+
+/* Journal record types. */
+#define JREC_OP 1
+
+#define USER_TABLE_SIZE 1024
+#define SNAPSHOT_EVERY_DEFAULT 1000
+#define SNAPSHOT_NAME_BUFSIZE (SNAPSHOT_NAME_MAX + 1)
+
+/* Where an APPEND replayed since the user's snapshot lives in the journal,
+ * so reconciliation can rewrite a missing file from its record. */
+struct replayed_append {
+	char *tag;
+	uint64_t lsn;
+};
+
+struct replayed_rename {
+	char *old_name, *new_name;
+};
+
+struct user {
+	struct user_store *store;
+	struct user *next;		/* hash chain; store->lock */
+	char *name;
+
+	/* Everything below: hold lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool loaded;
+	bool reconciled;
+	struct mailstate *state;
+	struct maildir *md;
+	uint64_t version;
+	uint64_t snapshot_lsn;		/* covered by the snapshot on disk */
+	uint64_t last_lsn;		/* newest journal record of ours */
+	unsigned ops_since_snapshot;
+	bool woken;
+
+	struct replayed_append *appends;
+	size_t append_count, append_cap;
+	struct replayed_rename *renames;
+	size_t rename_count, rename_cap;
+
+	bool subs_loaded;
+	char **subs;
+	size_t sub_count;
+};
+
+struct user_store {
+	char *node_name;
+	char *maildir_root;
+	char *journal_dir;
+	char *snapshot_dir;
+	char *subs_dir;
+	char sep;
+	unsigned snapshot_every;
+	struct journal *journal;
+
+	pthread_mutex_t lock;		/* guards table */
+	struct user *table[USER_TABLE_SIZE];
+};
+
+static _Thread_local char store_error[256];
+
+static const char *set_error(const char *fmt, ...) PLUTO_PRINTF(1, 2);
+
+static const char *set_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(store_error, sizeof(store_error), fmt, ap);
+	va_end(ap);
+	return store_error;
+}
+
+/*
+ * Small helpers.
+ */
+
+static unsigned maildir_flags_from_op(unsigned op_flags)
+{
+	unsigned md = 0;
+
+	if (op_flags & OP_FLAG_DRAFT)
+		md |= MAILDIR_FLAG_DRAFT;
+	if (op_flags & OP_FLAG_FLAGGED)
+		md |= MAILDIR_FLAG_FLAGGED;
+	if (op_flags & OP_FLAG_ANSWERED)
+		md |= MAILDIR_FLAG_ANSWERED;
+	if (op_flags & OP_FLAG_SEEN)
+		md |= MAILDIR_FLAG_SEEN;
+	if (op_flags & OP_FLAG_DELETED)
+		md |= MAILDIR_FLAG_DELETED;
+	return md;
+}
+
+static unsigned hash_name(const char *name)
+{
+	unsigned h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return h % USER_TABLE_SIZE;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t len = strlen(dir) + strlen(name) + 2;
+	char *path = malloc(len);
+
+	if (path != NULL)
+		snprintf(path, len, "%s/%s", dir, name);
+	return path;
+}
+
+/* mkdir -p for the store's own directories (not Maildir folders). */
+static int make_dirs(const char *path)
+{
+	char tmp[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* A user's file name under snapshots/ and subscriptions/: the name with
+ * every byte outside [A-Za-z0-9._@+,-] written as =XX. */
+static int user_file_name(const char *user, char out[SNAPSHOT_NAME_BUFSIZE])
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)user; *p; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') ||
+			     (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9') ||
+			     strchr("._@+,-", *p) != NULL;
+
+		if (n + 4 > SNAPSHOT_NAME_BUFSIZE)
+			return -1;
+		if (plain && !(n == 0 && *p == '.')) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '=';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
+/*
+ * The user table.
+ */
+
+static struct user *user_new(struct user_store *store, const char *name)
+{
+	struct user *user = calloc(1, sizeof(*user));
+
+	if (user == NULL)
+		return NULL;
+	user->name = strdup(name);
+	if (user->name == NULL) {
+		free(user);
+		return NULL;
+	}
+	user->store = store;
+	pthread_mutex_init(&user->lock, NULL);
+	pthread_cond_init(&user->changed, NULL);
+	return user;
+}
+
+static void replay_notes_free(struct user *user)
+{
+	for (size_t i = 0; i < user->append_count; i++)
+		free(user->appends[i].tag);
+	free(user->appends);
+	user->appends = NULL;
+	user->append_count = user->append_cap = 0;
+	for (size_t i = 0; i < user->rename_count; i++) {
+		free(user->renames[i].old_name);
+		free(user->renames[i].new_name);
+	}
+	free(user->renames);
+	user->renames = NULL;
+	user->rename_count = user->rename_cap = 0;
+}
+
+static void subs_free(struct user *user)
+{
+	for (size_t i = 0; i < user->sub_count; i++)
+		free(user->subs[i]);
+	free(user->subs);
+	user->subs = NULL;
+	user->sub_count = 0;
+	user->subs_loaded = false;
+}
+
+static void user_free(struct user *user)
+{
+	replay_notes_free(user);
+	subs_free(user);
+	mailstate_free(&user->state);
+	maildir_free(&user->md);
+	pthread_mutex_destroy(&user->lock);
+	pthread_cond_destroy(&user->changed);
+	free(user->name);
+	free(user);
+}
+
+/* Finds or inserts name; NULL when out of memory. */
+static struct user *table_get(struct user_store *store, const char *name)
+{
+	unsigned h = hash_name(name);
+	struct user *user;
+
+	pthread_mutex_lock(&store->lock);
+	for (user = store->table[h]; user != NULL; user = user->next) {
+		if (strcmp(user->name, name) == 0)
+			break;
+	}
+	if (user == NULL) {
+		user = user_new(store, name);
+		if (user != NULL) {
+			user->next = store->table[h];
+			store->table[h] = user;
+		}
+	}
+	pthread_mutex_unlock(&store->lock);
+	return user;
+}
+
+/* Reads the user's snapshot, or starts an empty state.  Holds user lock. */
+static int load_state_locked(struct user *user, const char **error_r)
+{
+	char fname[SNAPSHOT_NAME_BUFSIZE];
+	struct buf data = BUF_INIT;
+	uint64_t lsn = 0;
+	const char *why = NULL;
+	int ret;
+
+	if (user->loaded)
+		return 0;
+	if (user_file_name(user->name, fname) < 0) {
+		*error_r = "user name too long for this node";
+		return -1;
+	}
+	ret = snapshot_read(user->store->snapshot_dir, fname, &lsn, &data,
+			    &why);
+	if (ret < 0) {
+		*error_r = set_error("cannot read the user's snapshot: %s",
+				     why);
+		buf_free(&data);
+		return -1;
+	}
+	if (ret == 0) {
+		user->state = mailstate_new(user->name);
+		if (user->state == NULL) {
+			*error_r = "invalid user name";
+			buf_free(&data);
+			return -1;
+		}
+	} else {
+		user->state = mailstate_deserialize(data.data, data.len, &why);
+		if (user->state == NULL) {
+			*error_r = set_error("corrupt snapshot: %s", why);
+			buf_free(&data);
+			return -1;
+		}
+		if (strcmp(mailstate_user(user->state), user->name) != 0) {
+			mailstate_free(&user->state);
+			*error_r = "snapshot belongs to another user";
+			buf_free(&data);
+			return -1;
+		}
+	}
+	buf_free(&data);
+	user->snapshot_lsn = lsn;
+	user->last_lsn = lsn;
+	user->loaded = true;
+	return 0;
+}
+
+/*
+ * Snapshots.
+ */
+
+/* Writes the user's snapshot covering everything applied so far.  Holds
+ * user lock.  Failure only costs a longer replay next time. */
+static int snapshot_user_locked(struct user *user)
+{
+	char fname[SNAPSHOT_NAME_BUFSIZE];
+	struct buf data = BUF_INIT;
+	const char *why = NULL;
+	int ret;
+
+	if (!user->loaded || user->last_lsn == user->snapshot_lsn)
+		return 0;
+	if (user_file_name(user->name, fname) < 0)
+		return -1;
+	if (mailstate_serialize(user->state, &data) < 0) {
+		buf_free(&data);
+		return -1;
+	}
+	ret = snapshot_write(user->store->snapshot_dir, fname, user->last_lsn,
+			     data.data, data.len, &why);
+	buf_free(&data);
+	if (ret < 0) {
+		log_warnx("cannot write the snapshot of %s: %s", user->name,
+			  why);
+		return -1;
+	}
+	user->snapshot_lsn = user->last_lsn;
+	user->ops_since_snapshot = 0;
+	/* Ops up to the snapshot need no redoing from the journal now. */
+	replay_notes_free(user);
+	return 0;
+}
+
+/*
+ * Replay.
+ */
+
+static int note_append(struct user *user, const char *tag, uint64_t lsn)
+{
+	if (user->append_count == user->append_cap) {
+		size_t cap = user->append_cap == 0 ? 16 : user->append_cap * 2;
+		struct replayed_append *a =
+			realloc(user->appends, cap * sizeof(*a));
+		if (a == NULL)
+			return -1;
+		user->appends = a;
+		user->append_cap = cap;
+	}
+	user->appends[user->append_count].tag = strdup(tag);
+	if (user->appends[user->append_count].tag == NULL)
+		return -1;
+	user->appends[user->append_count++].lsn = lsn;
+	return 0;
+}
+
+static int note_rename(struct user *user, const char *old_name,
+		       const char *new_name)
+{
+	struct replayed_rename *r;
+
+	if (user->rename_count == user->rename_cap) {
+		size_t cap = user->rename_cap == 0 ? 4 : user->rename_cap * 2;
+		r = realloc(user->renames, cap * sizeof(*r));
+		if (r == NULL)
+			return -1;
+		user->renames = r;
+		user->rename_cap = cap;
+	}
+	r = &user->renames[user->rename_count];
+	r->old_name = strdup(old_name);
+	r->new_name = strdup(new_name);
+	if (r->old_name == NULL || r->new_name == NULL) {
+		free(r->old_name);
+		free(r->new_name);
+		return -1;
+	}
+	user->rename_count++;
+	return 0;
+}
+
+static int replay_record(const struct journal_record *rec, void *ctx,
+			 const char **error_r)
+{
+	struct user_store *store = ctx;
+	struct user *user;
+	struct op *op = NULL;
+	const char *why = NULL;
+	int ret = 0;
+
+	if (rec->type != JREC_OP)
+		return 0;
+	if (op_decode(rec->payload, rec->len, &op, &why) < 0) {
+		*error_r = set_error("undecodable journal record: %s", why);
+		return -1;
+	}
+	user = table_get(store, op->user);
+	if (user == NULL) {
+		op_free(&op);
+		*error_r = "out of memory";
+		return -1;
+	}
+	pthread_mutex_lock(&user->lock);
+	if (load_state_locked(user, error_r) < 0) {
+		ret = -1;
+	} else if (rec->lsn > user->snapshot_lsn) {
+		if (mailstate_apply(user->state, op, &why) < 0) {
+			/* The op was valid when journalled; refusing it now
+			 * means a bug, not a bad disk: keep going. */
+			log_error("journal record %llu of %s not applied: %s",
+				  (unsigned long long)rec->lsn, user->name,
+				  why);
+		}
+		user->last_lsn = rec->lsn;
+		user->ops_since_snapshot++;
+		if ((op->type == OP_APPEND &&
+		     note_append(user, op->tag, rec->lsn) < 0) ||
+		    (op->type == OP_RENAME &&
+		     note_rename(user, op->mailbox, op->new_mailbox) < 0)) {
+			*error_r = "out of memory";
+			ret = -1;
+		}
+	}
+	pthread_mutex_unlock(&user->lock);
+	op_free(&op);
+	return ret;
+}
+
+/*
+ * Reconciliation of a user's Maildir with its state.
+ */
+
+struct file_list {
+	char (*tags)[MAILDIR_TAG_MAX + 1];
+	unsigned *flags;
+	size_t count, cap;
+};
+
+static int collect_file(const char *tag, unsigned flags, uint64_t size,
+			void *ctx)
+{
+	struct file_list *fl = ctx;
+
+	(void)size;
+	if (fl->count == fl->cap) {
+		size_t cap = fl->cap == 0 ? 64 : fl->cap * 2;
+		void *t = realloc(fl->tags, cap * sizeof(*fl->tags));
+		if (t == NULL)
+			return -1;
+		fl->tags = t;
+		t = realloc(fl->flags, cap * sizeof(*fl->flags));
+		if (t == NULL)
+			return -1;
+		fl->flags = t;
+		fl->cap = cap;
+	}
+	snprintf(fl->tags[fl->count], sizeof(fl->tags[0]), "%s", tag);
+	fl->flags[fl->count++] = flags;
+	return 0;
+}
+
+static int collect_mailbox(const char *name, void *ctx)
+{
+	struct buf *names = ctx;
+
+	return buf_append(names, name, strlen(name) + 1);
+}
+
+/* Finds the journal record of a replayed APPEND and delivers its body. */
+static int redeliver(struct user *user, const char *mailbox,
+		     const struct mailstate_msg *msg)
+{
+	struct journal_reader *reader;
+	struct journal_record rec;
+	struct op *op = NULL;
+	const char *why = NULL;
+	uint64_t lsn = 0;
+	int ret = -1;
+
+	for (size_t i = 0; i < user->append_count; i++) {
+		if (strcmp(user->appends[i].tag, msg->tag) == 0)
+			lsn = user->appends[i].lsn;
+	}
+	if (lsn == 0)
+		return -1;
+	reader = journal_reader_new(user->store->journal, lsn, &why);
+	if (reader == NULL)
+		return -1;
+	if (journal_reader_next(reader, &rec, &why) == 1 && rec.lsn == lsn &&
+	    op_decode(rec.payload, rec.len, &op, &why) == 0 &&
+	    op->type == OP_APPEND && strcmp(op->tag, msg->tag) == 0) {
+		ret = maildir_deliver(user->md, mailbox, msg->tag,
+				      maildir_flags_from_op(msg->flags),
+				      op->body, op->body_len, &why) < 0
+			      ? -1
+			      : 0;
+	}
+	op_free(&op);
+	journal_reader_free(&reader);
+	return ret;
+}
+
+static void reconcile_mailbox(struct user *user, struct mailstate_mailbox *box)
+{
+	const char *name = mailstate_mailbox_name(box);
+	struct file_list fl = { NULL, NULL, 0, 0 };
+	size_t count = mailstate_mailbox_count(box);
+	const char *why = NULL;
+	size_t fixed = 0;
+
+	if (maildir_message_list(user->md, name, collect_file, &fl, &why) <
+	    0) {
+		log_warnx("cannot list %s of %s: %s", name, user->name, why);
+		goto out;
+	}
+	for (size_t i = 0; i < fl.count; i++) {
+		const struct mailstate_msg *msg =
+			mailstate_msg_find(user->state, fl.tags[i]);
+
+		if (msg == NULL || msg->mailbox != box) {
+			/* Never acknowledged, or expunged before a crash. */
+			maildir_message_expunge(user->md, name, fl.tags[i],
+						fl.flags[i], &why);
+			fixed++;
+		} else if (fl.flags[i] != maildir_flags_from_op(msg->flags)) {
+			maildir_message_set_flags(
+				user->md, name, fl.tags[i], fl.flags[i],
+				maildir_flags_from_op(msg->flags), &why);
+			fixed++;
+		}
+	}
+	if (fl.count == count && fixed == 0)
+		goto out;
+	for (size_t i = 0; i < count; i++) {
+		const struct mailstate_msg *msg =
+			mailstate_mailbox_msg_at(box, i);
+		int fd;
+		uint64_t size;
+
+		if (maildir_message_open(user->md, name, msg->tag,
+					 maildir_flags_from_op(msg->flags),
+					 &fd, &size, &why) == 0) {
+			close(fd);
+			continue;
+		}
+		if (redeliver(user, name, msg) == 0)
+			fixed++;
+		else
+			log_error("message %s in %s of %s has no file and no "
+				  "journal record to rewrite it from",
+				  msg->tag, name, user->name);
+	}
+out:
+	if (fixed > 0)
+		log_info("reconciled %zu message files in %s of %s", fixed,
+			 name, user->name);
+	free(fl.tags);
+	free(fl.flags);
+}
+
+/* Brings the folders in line with the state: renames replayed since the
+ * snapshot first (so their messages move along), then creates what is
+ * missing and removes what the state does not hold. */
+static void reconcile_folders(struct user *user)
+{
+	struct buf names = BUF_INIT;
+	const char **live = NULL;
+	size_t live_count = 0;
+	const char *why = NULL;
+
+	for (size_t i = 0; i < user->rename_count; i++) {
+		const struct replayed_rename *r = &user->renames[i];
+		if (maildir_mailbox_exists(user->md, r->old_name))
+			maildir_mailbox_rename(user->md, r->old_name,
+					       r->new_name, &why);
+	}
+	if (mailstate_mailbox_list(user->state, &live, &live_count) < 0)
+		return;
+	for (size_t i = 0; i < live_count; i++) {
+		if (!maildir_mailbox_exists(user->md, live[i]) &&
+		    maildir_mailbox_create(user->md, live[i], &why) < 0)
+			log_warnx("cannot create folder %s of %s: %s",
+				  live[i], user->name, why);
+	}
+	if (maildir_mailbox_list(user->md, collect_mailbox, &names, &why) ==
+	    0) {
+		for (size_t off = 0; off < names.len;) {
+			const char *name = (const char *)names.data + off;
+
+			off += strlen(name) + 1;
+			if (mailbox_name_is_inbox(name) ||
+			    mailstate_mailbox_find(user->state, name) != NULL)
+				continue;
+			log_info("removing folder %s of %s: not in the state",
+				 name, user->name);
+			maildir_mailbox_delete(user->md, name, &why);
+		}
+	}
+	for (size_t i = 0; i < live_count; i++) {
+		struct mailstate_mailbox *box =
+			mailstate_mailbox_find(user->state, live[i]);
+		if (box != NULL)
+			reconcile_mailbox(user, box);
+	}
+	free(live);
+	buf_free(&names);
+}
+
+static int reconcile_locked(struct user *user, const char **error_r)
+{
+	const char *why = NULL;
+	unsigned removed = 0;
+
+	if (user->reconciled)
+		return 0;
+	if (user->md == NULL &&
+	    maildir_open(user->store->maildir_root, user->name,
+			 strlen(user->name), user->store->sep, &user->md,
+			 &why) < 0) {
+		*error_r = set_error("cannot open the Maildir: %s", why);
+		return -1;
+	}
+	if (maildir_cleanup_tmp(user->md, &removed, &why) < 0)
+		log_warnx("cannot clean tmp/ of %s: %s", user->name, why);
+	reconcile_folders(user);
+	user->reconciled = true;
+	return 0;
+}
+
+/*
+ * Opening and closing.
+ */
+
+int user_store_open(const struct user_store_options *opts,
+		    struct user_store **store_r, const char **error_r)
+{
+	struct journal_options jopts = { opts->journal_segment_size };
+	struct user_store *store = calloc(1, sizeof(*store));
+	const char *why = NULL;
+
+	*store_r = NULL;
+	if (store == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	pthread_mutex_init(&store->lock, NULL);
+	store->sep = opts->hierarchy_separator;
+	store->snapshot_every = opts->snapshot_every != 0
+					? opts->snapshot_every
+					: SNAPSHOT_EVERY_DEFAULT;
+	store->node_name = strdup(opts->node_name);
+	store->maildir_root = strdup(opts->maildir_root);
+	store->journal_dir = path_join(opts->crdt_root, "journal");
+	store->snapshot_dir = path_join(opts->crdt_root, "snapshots");
+	store->subs_dir = path_join(opts->crdt_root, "subscriptions");
+	if (store->node_name == NULL || store->maildir_root == NULL ||
+	    store->journal_dir == NULL || store->snapshot_dir == NULL ||
+	    store->subs_dir == NULL) {
+		*error_r = "out of memory";
+		goto fail;
+	}
+	if (make_dirs(store->maildir_root) < 0 ||
+	    make_dirs(store->snapshot_dir) < 0 ||
+	    make_dirs(store->subs_dir) < 0) {
+		*error_r = set_error("cannot create the data directories: %s",
+				     strerror(errno));
+		goto fail;
+	}
+	if (snapshot_clean_tmp(store->snapshot_dir, &why) < 0)
+		log_warnx("cannot clean snapshot temporaries: %s", why);
+	if (journal_open(store->journal_dir, &jopts, &store->journal, &why) <
+	    0) {
+		*error_r = set_error("cannot open the journal: %s", why);
+		goto fail;
+	}
+	if (journal_read_from(store->journal, journal_first_lsn(store->journal),
+			      replay_record, store, &why) < 0) {
+		*error_r = set_error("cannot replay the journal: %s", why);
+		goto fail;
+	}
+	log_info("journal replayed up to record %llu",
+		 (unsigned long long)journal_durable_lsn(store->journal));
+	*store_r = store;
+	return 0;
+fail:
+	user_store_free(&store);
+	return -1;
+}
+
+void user_store_free(struct user_store **storep)
+{
+	struct user_store *store = *storep;
+
+	if (store == NULL)
+		return;
+	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
+		struct user *user = store->table[i];
+
+		while (user != NULL) {
+			struct user *next = user->next;
+
+			pthread_mutex_lock(&user->lock);
+			if (store->journal != NULL)
+				snapshot_user_locked(user);
+			pthread_mutex_unlock(&user->lock);
+			user_free(user);
+			user = next;
+		}
+		store->table[i] = NULL;
+	}
+	journal_free(&store->journal);
+	pthread_mutex_destroy(&store->lock);
+	free(store->node_name);
+	free(store->maildir_root);
+	free(store->journal_dir);
+	free(store->snapshot_dir);
+	free(store->subs_dir);
+	free(store);
+	*storep = NULL;
+}
+
+struct journal *user_store_journal(struct user_store *store)
+{
+	return store->journal;
+}
+
+static int commit_op_locked(struct user *user, const struct op *op,
+			    uint64_t *lsn_r, const char **error_r);
+static void changed_locked(struct user *user, uint64_t lsn);
+
+/* Every user has an INBOX.  It is created by the same op on every replica
+ * (fixed tag and UIDVALIDITY), so a worker and storage that both meet a
+ * new user create one INBOX, not two that would then merge. */
+static int ensure_inbox_locked(struct user *user, const char **error_r)
+{
+	struct op *op;
+	uint64_t lsn;
+	const char *why = NULL;
+	int ret;
+
+	if (mailstate_mailbox_find(user->state, "INBOX") != NULL)
+		return 0;
+	op = op_new(OP_CREATE, user->name, "INBOX");
+	if (op == NULL || (op->tag = strdup("inbox")) == NULL) {
+		op_free(&op);
+		*error_r = "out of memory";
+		return -1;
+	}
+	op->uidvalidity = 1;
+	ret = mailstate_apply(user->state, op, &why);
+	if (ret < 0)
+		*error_r = set_error("cannot create INBOX: %s", why);
+	else
+		ret = commit_op_locked(user, op, &lsn, error_r);
+	if (ret == 0)
+		changed_locked(user, lsn);
+	op_free(&op);
+	return ret;
+}
+
+struct user *user_store_get(struct user_store *store, const char *name,
+			    const char **error_r)
+{
+	struct user *user;
+	const char *why = NULL;
+	int ret;
+
+	if (maildir_user_validate(name, strlen(name), &why) < 0 ||
+	    !op_user_valid(name)) {
+		*error_r = why != NULL ? why : "invalid user name";
+		return NULL;
+	}
+	user = table_get(store, name);
+	if (user == NULL) {
+		*error_r = "out of memory";
+		return NULL;
+	}
+	pthread_mutex_lock(&user->lock);
+	ret = load_state_locked(user, error_r);
+	if (ret == 0)
+		ret = reconcile_locked(user, error_r);
+	if (ret == 0)
+		ret = ensure_inbox_locked(user, error_r);
+	pthread_mutex_unlock(&user->lock);
+	return ret == 0 ? user : NULL;
+}
+
+void user_lock(struct user *user)
+{
+	pthread_mutex_lock(&user->lock);
+}
+
+void user_unlock(struct user *user)
+{
+	pthread_mutex_unlock(&user->lock);
+}
+
+struct mailstate *user_state(struct user *user)
+{
+	return user->state;
+}
+
+const char *user_name(const struct user *user)
+{
+	return user->name;
+}
+
+uint64_t user_version_locked(const struct user *user)
+{
+	return user->version;
+}
+
+uint64_t user_wait_change(struct user *user, uint64_t seen, int timeout_ms)
+{
+	struct timespec deadline;
+	uint64_t version;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	if (timeout_ms >= 0) {
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&user->lock);
+	while (user->version == seen && !user->woken) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&user->changed, &user->lock);
+		} else if (pthread_cond_timedwait(&user->changed, &user->lock,
+						  &deadline) != 0) {
+			break;
+		}
+	}
+	version = user->version;
+	pthread_mutex_unlock(&user->lock);
+	return version;
+}
+
+/*
+ * Changes.
+ */
+
+/* After the op is in memory: notes the change for sessions and IDLE, and
+ * takes a snapshot when enough ops piled up. */
+static void changed_locked(struct user *user, uint64_t lsn)
+{
+	user->version++;
+	user->last_lsn = lsn;
+	user->ops_since_snapshot++;
+	pthread_cond_broadcast(&user->changed);
+	if (user->ops_since_snapshot >= user->store->snapshot_every)
+		snapshot_user_locked(user);
+}
+
+/* The journal failed: the in-memory state may hold an op that is not
+ * durable.  Rebuild the user from disk so that sessions see only what
+ * survived; every later write fails until restart (journal failure
+ * policy), which the log says loudly. */
+static void reload_after_failure_locked(struct user *user)
+{
+	struct user_store *store = user->store;
+	const char *why = NULL;
+
+	log_error("journal write failed for %s: reloading the user from "
+		  "disk; writes are refused until pluto restarts",
+		  user->name);
+	mailstate_free(&user->state);
+	replay_notes_free(user);
+	user->loaded = false;
+	/* The lock is ours; replay takes it per record, so load first and
+	 * then apply the user's records here. */
+	if (load_state_locked(user, &why) < 0) {
+		log_error("cannot reload %s: %s", user->name, why);
+		return;
+	}
+	struct journal_reader *r =
+		journal_reader_new(store->journal, user->snapshot_lsn + 1, &why);
+	struct journal_record rec;
+
+	while (r != NULL && journal_reader_next(r, &rec, &why) == 1) {
+		struct op *op = NULL;
+
+		if (rec.type == JREC_OP &&
+		    op_decode(rec.payload, rec.len, &op, &why) == 0 &&
+		    strcmp(op->user, user->name) == 0)
+			mailstate_apply(user->state, op, &why);
+		op_free(&op);
+	}
+	journal_reader_free(&r);
+	user->version++;
+	pthread_cond_broadcast(&user->changed);
+}
+
+/* Journals op without waiting for durability. */
+static int journal_op_async(struct user *user, const struct op *op,
+			    uint64_t *lsn_r, const char **error_r)
+{
+	struct buf header = BUF_INIT;
+	struct journal_part parts[2];
+	unsigned nparts = 1;
+	const char *why = NULL;
+	int ret;
+
+	if (op_encode_header(op, &header, &why) < 0) {
+		buf_free(&header);
+		*error_r = set_error("cannot encode the change: %s", why);
+		return -1;
+	}
+	parts[0].data = header.data;
+	parts[0].len = header.len;
+	if (op->type == OP_APPEND && op->body_len > 0) {
+		parts[1].data = op->body;
+		parts[1].len = op->body_len;
+		nparts = 2;
+	}
+	ret = journal_append_async(user->store->journal, JREC_OP, parts,
+				   nparts, lsn_r, &why);
+	buf_free(&header);
+	if (ret < 0) {
+		*error_r = set_error("cannot write the journal: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+static int wait_durable(struct user *user, uint64_t lsn, const char **error_r)
+{
+	const char *why = NULL;
+
+	if (journal_wait_durable(user->store->journal, lsn, &why) < 0) {
+		*error_r = set_error("cannot sync the journal: %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Journals op and waits for it; on failure reloads the user. */
+static int commit_op_locked(struct user *user, const struct op *op,
+			    uint64_t *lsn_r, const char **error_r)
+{
+	if (journal_op_async(user, op, lsn_r, error_r) < 0 ||
+	    wait_durable(user, *lsn_r, error_r) < 0) {
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_writable(struct user *user, const char **error_r)
+{
+	if (!user->loaded || !user->reconciled) {
+		*error_r = "user not loaded";
+		return -1;
+	}
+	return 0;
+}
+
+int user_create_locked(struct user *user, const char *mailbox,
+		       const char **error_r)
+{
+	struct op *op = NULL;
+	uint64_t lsn;
+	const char *why = NULL;
+
+	if (user_writable(user, error_r) < 0)
+		return -1;
+	if (mailstate_create(user->state, mailbox, &op, error_r) < 0)
+		return -1;
+	if (journal_op_async(user, op, &lsn, error_r) < 0) {
+		op_free(&op);
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	if (maildir_mailbox_create(user->md, mailbox, &why) < 0 &&
+	    !maildir_mailbox_exists(user->md, mailbox)) {
+		/* The folder could not be made: undo by deleting again. */
+		struct op *undo = NULL;
+		uint64_t undo_lsn;
+
+		*error_r = set_error("cannot create the mailbox: %s", why);
+		op_free(&op);
+		if (mailstate_delete(user->state, mailbox, &undo, &why) == 0) {
+			if (commit_op_locked(user, undo, &undo_lsn, &why) == 0)
+				changed_locked(user, undo_lsn);
+			op_free(&undo);
+		}
+		return -1;
+	}
+	op_free(&op);
+	if (wait_durable(user, lsn, error_r) < 0) {
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	changed_locked(user, lsn);
+	return 0;
+}
+
+int user_delete_locked(struct user *user, const char *mailbox,
+		       const char **error_r)
+{
+	struct op *op = NULL;
+	uint64_t lsn;
+	const char *why = NULL;
+
+	if (user_writable(user, error_r) < 0)
+		return -1;
+	if (mailbox_name_is_inbox(mailbox)) {
+		*error_r = "INBOX cannot be deleted";
+		return -1;
+	}
+	if (mailstate_delete(user->state, mailbox, &op, error_r) < 0)
+		return -1;
+	if (commit_op_locked(user, op, &lsn, error_r) < 0) {
+		op_free(&op);
+		return -1;
+	}
+	op_free(&op);
+	/* Durable in the journal: the folder goes now or, if this fails,
+	 * at the next reconciliation. */
+	if (maildir_mailbox_delete(user->md, mailbox, &why) < 0 &&
+	    maildir_mailbox_exists(user->md, mailbox))
+		log_warnx("cannot remove folder %s of %s: %s", mailbox,
+			  user->name, why);
+	changed_locked(user, lsn);
+	return 0;
+}
+
+/* Names of the live mailboxes strictly inside name (name + sep + ...). */
+static int inferiors(struct user *user, const char *name, const char ***out_r,
+		     size_t *count_r)
+{
+	const char **all = NULL;
+	size_t count = 0, n = 0, len = strlen(name);
+
+	if (mailstate_mailbox_list(user->state, &all, &count) < 0)
+		return -1;
+	for (size_t i = 0; i < count; i++) {
+		if (strncmp(all[i], name, len) == 0 &&
+		    all[i][len] == user->store->sep)
+			all[n++] = all[i];
+	}
+	*out_r = all;
+	*count_r = n;
+	return 0;
+}
+
+int user_rename_locked(struct user *user, const char *old_name,
+		       const char *new_name, const char **error_r)
+{
+	const char **kids = NULL;
+	size_t kid_count = 0;
+	size_t old_len = strlen(old_name);
+	uint64_t lsn = 0;
+	const char *why = NULL;
+	int ret = 0;
+
+	if (user_writable(user, error_r) < 0)
+		return -1;
+	if (mailbox_name_is_inbox(old_name)) {
+		*error_r = "Renaming INBOX is not supported";
+		return -1;
+	}
+	if (mailstate_mailbox_find(user->state, old_name) == NULL) {
+		*error_r = "No such mailbox";
+		return -1;
+	}
+	if (mailstate_mailbox_find(user->state, new_name) != NULL) {
+		*error_r = "Mailbox already exists";
+		return -1;
+	}
+	if (inferiors(user, old_name, &kids, &kid_count) < 0) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	/* Check every new name first, so that the renames below fail only
+	 * for want of memory or disk. */
+	for (size_t i = 0; i < kid_count; i++) {
+		char to[MAILBOX_NAME_BUFSIZE * 2], canon[MAILBOX_NAME_BUFSIZE];
+		int n = snprintf(to, sizeof(to), "%s%s", new_name,
+				 kids[i] + old_len);
+
+		if (n < 0 || (size_t)n >= sizeof(to) ||
+		    mailbox_name_validate(to, (size_t)n, user->store->sep,
+					  canon, error_r) < 0) {
+			*error_r = "A renamed inferior's name would be invalid";
+			free(kids);
+			return -1;
+		}
+		if (mailstate_mailbox_find(user->state, to) != NULL) {
+			*error_r = "An inferior's new name already exists";
+			free(kids);
+			return -1;
+		}
+	}
+	/* RFC 3501: inferiors are renamed along.  One op per mailbox, all
+	 * journalled before the folders move (one rename moves them all). */
+	for (size_t i = 0; i <= kid_count && ret == 0; i++) {
+		char from[MAILBOX_NAME_BUFSIZE * 2], to[MAILBOX_NAME_BUFSIZE * 2];
+		struct op *op = NULL;
+
+		if (i == 0) {
+			snprintf(from, sizeof(from), "%s", old_name);
+			snprintf(to, sizeof(to), "%s", new_name);
+		} else {
+			snprintf(from, sizeof(from), "%s", kids[i - 1]);
+			if ((size_t)snprintf(to, sizeof(to), "%s%s", new_name,
+					     kids[i - 1] + old_len) >=
+			    sizeof(to)) {
+				*error_r = "Mailbox name too long";
+				ret = -1;
+				break;
+			}
+		}
+		if (mailstate_rename(user->state, from, to, &op, error_r) < 0) {
+			ret = -1;
+			break;
+		}
+		if (journal_op_async(user, op, &lsn, error_r) < 0) {
+			op_free(&op);
+			reload_after_failure_locked(user);
+			ret = -1;
+			break;
+		}
+		op_free(&op);
+	}
+	free(kids);
+	if (ret < 0 && lsn == 0)
+		return -1;
+	if (wait_durable(user, lsn, error_r) < 0) {
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	if (maildir_mailbox_rename(user->md, old_name, new_name, &why) < 0)
+		log_warnx("cannot rename folder %s of %s: %s (the next "
+			  "reconciliation retries)", old_name, user->name, why);
+	else
+		note_rename(user, old_name, new_name);
+	changed_locked(user, lsn);
+	return ret;
+}
+
+int user_append_locked(struct user *user, const char *mailbox,
+		       const void *body, size_t body_len, int64_t internal_date,
+		       unsigned flags, const char *const *keywords,
+		       size_t keyword_count, uint32_t *uid_r,
+		       uint32_t *uidvalidity_r, const char **error_r)
+{
+	struct op *op = NULL;
+	uint64_t lsn;
+	const char *why = NULL;
+
+	if (user_writable(user, error_r) < 0)
+		return -1;
+	if (mailstate_append(user->state, mailbox, body, body_len,
+			     internal_date, flags, keywords, keyword_count,
+			     &op, error_r) < 0)
+		return -1;
+	if (journal_op_async(user, op, &lsn, error_r) < 0) {
+		op_free(&op);
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	/* The file's fsyncs overlap the journal's group commit. */
+	if (maildir_deliver(user->md, mailbox, op->tag,
+			    maildir_flags_from_op(flags), body, body_len,
+			    &why) < 0) {
+		const struct mailstate_msg *msg =
+			mailstate_msg_find(user->state, op->tag);
+		struct op *undo = NULL;
+		uint64_t undo_lsn;
+
+		*error_r = set_error("cannot store the message: %s", why);
+		/* The append is in the journal: expunge it again so no
+		 * replica ever shows a message we said NO to. */
+		if (msg != NULL &&
+		    mailstate_expunge(user->state, msg->mailbox, &msg, 1,
+				      &undo, &why) == 0 && undo != NULL) {
+			if (commit_op_locked(user, undo, &undo_lsn, &why) == 0)
+				changed_locked(user, undo_lsn);
+			op_free(&undo);
+		}
+		op_free(&op);
+		return -1;
+	}
+	if (wait_durable(user, lsn, error_r) < 0) {
+		op_free(&op);
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	if (uid_r != NULL)
+		*uid_r = op->uid;
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = op->uidvalidity;
+	op_free(&op);
+	changed_locked(user, lsn);
+	return 0;
+}
+
+int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
+			const struct mailstate_msg *const *msgs, size_t count,
+			const char **error_r)
+{
+	struct op *op = NULL;
+	char **tags;
+	unsigned *flags;
+	char *name;
+	uint64_t lsn;
+	const char *why = NULL;
+
+	if (user_writable(user, error_r) < 0)
+		return -1;
+	if (count == 0)
+		return 0;
+	/* The messages are freed by the expunge: keep what the unlinks
+	 * need. */
+	tags = calloc(count, sizeof(*tags));
+	flags = calloc(count, sizeof(*flags));
+	name = strdup(mailstate_mailbox_name(box));
+	if (tags == NULL || flags == NULL || name == NULL) {
+		free(tags);
+		free(flags);
+		free(name);
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++) {
+		tags[i] = strdup(msgs[i]->tag);
+		flags[i] = maildir_flags_from_op(msgs[i]->flags);
+	}
+	if (mailstate_expunge(user->state, box, msgs, count, &op, error_r) <
+	    0)
+		goto fail;
+	if (op == NULL)
+		goto done;
+	if (commit_op_locked(user, op, &lsn, error_r) < 0)
+		goto fail;
+	for (size_t i = 0; i < count; i++) {
+		if (tags[i] != NULL &&
+		    maildir_message_expunge(user->md, name, tags[i], flags[i],
+					    &why) < 0)
+			log_warnx("cannot unlink %s in %s of %s: %s", tags[i],
+				  name, user->name, why);
+	}
+	changed_locked(user, lsn);
+done:
+	op_free(&op);
+	for (size_t i = 0; i < count; i++)
+		free(tags[i]);
+	free(tags);
+	free(flags);
+	free(name);
+	return 0;
+fail:
+	op_free(&op);
+	for (size_t i = 0; i < count; i++)
+		free(tags[i]);
+	free(tags);
+	free(flags);
+	free(name);
+	return -1;
+}
+
+int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
+			    const struct mailstate_msg *const *msgs,
+			    size_t count, enum mailstate_store_mode mode,
+			    unsigned flags, const char *const *keywords,
+			    size_t keyword_count, const char **error_r)
+{
+	struct op *op = NULL;
+	unsigned *before;
+	uint64_t lsn;
+	const char *why = NULL;
+	const char *name = mailstate_mailbox_name(box);
+
+	if (user_writable(user, error_r) < 0)
+		return -1;
+	if (count == 0)
+		return 0;
+	before = calloc(count, sizeof(*before));
+	if (before == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++)
+		before[i] = maildir_flags_from_op(msgs[i]->flags);
+	if (mailstate_store(user->state, box, msgs, count, mode, flags,
+			    keywords, keyword_count, &op, error_r) < 0) {
+		free(before);
+		return -1;
+	}
+	if (op == NULL) {
+		free(before);
+		return 0;
+	}
+	if (journal_op_async(user, op, &lsn, error_r) < 0) {
+		op_free(&op);
+		free(before);
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	op_free(&op);
+	/* Renames overlap the journal's fsync; a failed one is repaired by
+	 * the next reconciliation (the state is the truth). */
+	for (size_t i = 0; i < count; i++) {
+		unsigned now = maildir_flags_from_op(msgs[i]->flags);
+
+		if (now != before[i] &&
+		    maildir_message_set_flags(user->md, name, msgs[i]->tag,
+					      before[i], now, &why) < 0)
+			log_warnx("cannot rename %s in %s of %s: %s",
+				  msgs[i]->tag, name, user->name, why);
+	}
+	free(before);
+	if (wait_durable(user, lsn, error_r) < 0) {
+		reload_after_failure_locked(user);
+		return -1;
+	}
+	changed_locked(user, lsn);
+	return 0;
+}
+
+int user_message_open_locked(struct user *user,
+			     const struct mailstate_mailbox *box,
+			     const struct mailstate_msg *msg, int *fd_r,
+			     uint64_t *size_r, const char **error_r)
+{
+	if (maildir_message_open(user->md, mailstate_mailbox_name(box),
+				 msg->tag, maildir_flags_from_op(msg->flags),
+				 fd_r, size_r, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * Subscriptions.
+ */
+
+static int subs_path(struct user *user, char *path, size_t size)
+{
+	char fname[SNAPSHOT_NAME_BUFSIZE];
+
+	if (user_file_name(user->name, fname) < 0)
+		return -1;
+	if ((size_t)snprintf(path, size, "%s/%s", user->store->subs_dir,
+			     fname) >= size)
+		return -1;
+	return 0;
+}
+
+static int subs_load_locked(struct user *user)
+{
+	char path[4096];
+	char line[1100];
+	FILE *f;
+
+	if (user->subs_loaded)
+		return 0;
+	if (subs_path(user, path, sizeof(path)) < 0)
+		return -1;
+	f = fopen(path, "re");
+	if (f != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL) {
+			char **subs;
+			size_t len = strcspn(line, "\n");
+
+			line[len] = '\0';
+			if (len == 0)
+				continue;
+			subs = realloc(user->subs,
+				       (user->sub_count + 1) * sizeof(*subs));
+			if (subs == NULL)
+				break;
+			user->subs = subs;
+			user->subs[user->sub_count] = strdup(line);
+			if (user->subs[user->sub_count] != NULL)
+				user->sub_count++;
+		}
+		fclose(f);
+	} else if (errno != ENOENT) {
+		return -1;
+	}
+	user->subs_loaded = true;
+	return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Rewrites the file: tmp, fsync, rename, fsync of the directory. */
+static int subs_save_locked(struct user *user, const char **error_r)
+{
+	char path[4096], tmp[4200];
+	struct buf data = BUF_INIT;
+	int fd, dfd;
+	int ret = -1;
+
+	if (subs_path(user, path, sizeof(path)) < 0) {
+		*error_r = "user name too long for this node";
+		return -1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	for (size_t i = 0; i < user->sub_count; i++) {
+		buf_append_str(&data, user->subs[i]);
+		buf_append(&data, "\n", 1);
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		goto out;
+	if ((data.len > 0 && write(fd, data.data, data.len) !=
+					     (ssize_t)data.len) ||
+	    fsync(fd) < 0) {
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		unlink(tmp);
+		goto out;
+	}
+	dfd = open(user->store->subs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	ret = 0;
+out:
+	if (ret < 0)
+		*error_r = set_error("cannot save subscriptions: %s",
+				     strerror(errno));
+	buf_free(&data);
+	return ret;
+}
+
+int user_subscribe_locked(struct user *user, const char *mailbox,
+			  bool subscribe, const char **error_r)
+{
+	size_t i;
+
+	if (subs_load_locked(user) < 0) {
+		*error_r = "cannot read subscriptions";
+		return -1;
+	}
+	for (i = 0; i < user->sub_count; i++) {
+		if (strcmp(user->subs[i], mailbox) == 0)
+			break;
+	}
+	if (subscribe) {
+		char **subs;
+
+		if (i < user->sub_count)
+			return 0;
+		subs = realloc(user->subs,
+			       (user->sub_count + 1) * sizeof(*subs));
+		if (subs == NULL) {
+			*error_r = "out of memory";
+			return -1;
+		}
+		user->subs = subs;
+		user->subs[user->sub_count] = strdup(mailbox);
+		if (user->subs[user->sub_count] == NULL) {
+			*error_r = "out of memory";
+			return -1;
+		}
+		user->sub_count++;
+		qsort(user->subs, user->sub_count, sizeof(*user->subs),
+		      compare_names);
+	} else {
+		if (i == user->sub_count)
+			return 0;
+		free(user->subs[i]);
+		memmove(&user->subs[i], &user->subs[i + 1],
+			(user->sub_count - i - 1) * sizeof(*user->subs));
+		user->sub_count--;
+	}
+	return subs_save_locked(user, error_r);
+}
+
+const char *const *user_subscriptions_locked(struct user *user,
+					     size_t *count_r)
+{
+	if (subs_load_locked(user) < 0) {
+		*count_r = 0;
+		return NULL;
+	}
+	*count_r = user->sub_count;
+	return (const char *const *)user->subs;
+}
+
+void user_store_wake_all(struct user_store *store)
+{
+	pthread_mutex_lock(&store->lock);
+	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
+		for (struct user *u = store->table[i]; u != NULL; u = u->next) {
+			pthread_mutex_lock(&u->lock);
+			u->woken = true;
+			pthread_cond_broadcast(&u->changed);
+			pthread_mutex_unlock(&u->lock);
+		}
+	}
+	pthread_mutex_unlock(&store->lock);
+}

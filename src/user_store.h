@@ -1,0 +1,150 @@
+/*
+ * user_store.h - a node's users: their replicated mail state, made durable
+ * through the journal and materialised as Maildir++.
+ *
+ * One user_store per worker or storage process.  It owns the journal
+ * (CRDTLayerRoot/journal), the per-user snapshots (CRDTLayerRoot/snapshots)
+ * and the users' Maildirs (MaildirRoot/<user>).
+ *
+ * Every change goes through one function here, which, holding the user's
+ * lock:
+ *   1. runs the mailstate source step (the op is applied in memory),
+ *   2. writes the op to the journal (an APPEND's record holds the body),
+ *   3. does the Maildir work (delivery with fsync of file and directory,
+ *      flag renames, unlinks, folder changes),
+ *   4. waits until the journal record is durable (group commit: the fsync
+ *      is shared with every other user's writers),
+ * and only then returns 0, after which the caller may answer OK.  When a
+ * step fails the command fails: a journal that cannot write is fatal for
+ * writes until restart (the in-memory user is reloaded from disk so that it
+ * shows only what is durable), and a failed Maildir step is undone by a
+ * compensating op (an APPEND whose file could not be written is expunged
+ * again) before NO is answered.
+ *
+ * Recovery.  At open, the journal is replayed over the snapshots.  A user's
+ * Maildir is reconciled with its state the first time the user is used
+ * (lazily, so start-up cost does not grow with the number of mailboxes):
+ * folders are created, renamed or removed, files whose tag the state does
+ * not hold are removed (deliveries whose journal record never became
+ * durable, so were never acknowledged), files with stale flags are renamed,
+ * and a message whose file is missing is written again from its journal
+ * record.
+ *
+ * Locks.  Lock order: user_store.lock (the user map; held only to find or
+ * insert a user, never during I/O), then user.lock.  user.lock is held for
+ * the whole of a change, disk work included, so changes of one user are
+ * serialised while different users proceed in parallel; no network I/O is
+ * ever done under it.  Callers that read state (mailstate_* getters) hold
+ * the user's lock through user_lock()/user_unlock().
+ */
+#ifndef PLUTO_USER_STORE_H
+#define PLUTO_USER_STORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journal.h"
+#include "mailstate.h"
+#include "op.h"
+
+struct user_store;
+struct user;
+
+struct user_store_options {
+	const char *node_name;		/* for logs */
+	const char *maildir_root;	/* MaildirRoot */
+	const char *crdt_root;		/* CRDTLayerRoot */
+	char hierarchy_separator;	/* [IMAP] HierarchySeparator */
+	/* A user's snapshot is rewritten after this many of its ops (0: the
+	 * default, 1000). */
+	unsigned snapshot_every;
+	uint64_t journal_segment_size;	/* 0: the journal's default */
+};
+
+/* Opens the store: creates the directories, opens and recovers the
+ * journal, replays it over the snapshots.  Returns 0, or -1 with *error_r
+ * (valid until the next user_store call of this thread). */
+int user_store_open(const struct user_store_options *opts,
+		    struct user_store **store_r, const char **error_r);
+/* Writes a snapshot of every user changed since its last one, then closes
+ * everything.  No session may still hold a user. */
+void user_store_free(struct user_store **store);
+
+struct journal *user_store_journal(struct user_store *store);
+
+/* The user called name, loaded and reconciled on first use.  The user
+ * stays loaded; the pointer is valid until user_store_free.  Returns NULL
+ * with *error_r when name is not a valid user name or the user's data
+ * cannot be read. */
+struct user *user_store_get(struct user_store *store, const char *name,
+			    const char **error_r);
+
+/* Locking around reads of the state and around the changes below. */
+void user_lock(struct user *user);
+void user_unlock(struct user *user);
+/* The state; the caller holds the user's lock while using it. */
+struct mailstate *user_state(struct user *user);
+const char *user_name(const struct user *user);
+
+/* Incremented under the user's lock by every change, local or replicated.
+ * A session compares it with the value it saw last to know, in O(1),
+ * whether its view of the selected mailbox may be stale. */
+uint64_t user_version_locked(const struct user *user);
+
+/* Blocks until the user's version differs from seen, timeout_ms passed
+ * (negative: forever) or user_wake_all was called; for IDLE.  Called
+ * without the lock.  Returns the current version. */
+uint64_t user_wait_change(struct user *user, uint64_t seen, int timeout_ms);
+
+/*
+ * Changes.  The caller holds the user's lock.  Each returns 0 once the
+ * change is durable, or -1 with *error_r (a message fit for a NO answer)
+ * and nothing changed, as far as any client can ever tell.
+ */
+int user_create_locked(struct user *user, const char *mailbox,
+		       const char **error_r);
+int user_delete_locked(struct user *user, const char *mailbox,
+		       const char **error_r);
+int user_rename_locked(struct user *user, const char *old_name,
+		       const char *new_name, const char **error_r);
+/* *uid_r (may be NULL) receives the new message's UID, *uidvalidity_r
+ * (may be NULL) its mailbox's UIDVALIDITY. */
+int user_append_locked(struct user *user, const char *mailbox,
+		       const void *body, size_t body_len, int64_t internal_date,
+		       unsigned flags, const char *const *keywords,
+		       size_t keyword_count, uint32_t *uid_r,
+		       uint32_t *uidvalidity_r, const char **error_r);
+int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
+			const struct mailstate_msg *const *msgs, size_t count,
+			const char **error_r);
+int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
+			    const struct mailstate_msg *const *msgs,
+			    size_t count, enum mailstate_store_mode mode,
+			    unsigned flags, const char *const *keywords,
+			    size_t keyword_count, const char **error_r);
+
+/* Opens a message's file for reading (FETCH): *fd_r and *size_r.  The
+ * caller holds the lock for the call only; the fd stays readable after
+ * the lock is dropped even if the message is then expunged. */
+int user_message_open_locked(struct user *user,
+			     const struct mailstate_mailbox *box,
+			     const struct mailstate_msg *msg, int *fd_r,
+			     uint64_t *size_r, const char **error_r);
+
+/*
+ * Subscriptions (LSUB): a per-user set of names, not replicated, kept in
+ * CRDTLayerRoot/subscriptions/<user> and rewritten atomically on change.
+ */
+int user_subscribe_locked(struct user *user, const char *mailbox,
+			  bool subscribe, const char **error_r);
+/* Borrowed array of subscribed names (strcmp order) until the next
+ * change; the caller holds the lock. */
+const char *const *user_subscriptions_locked(struct user *user,
+					     size_t *count_r);
+
+/* Makes every user_wait_change return at once, now and later (shutdown). */
+void user_store_wake_all(struct user_store *store);
+
+#endif
