@@ -163,7 +163,6 @@ struct pctx {
 	const char *error;
 	char errbuf[ERROR_MAX];
 	struct imap_command_mem *mem;
-	struct imap_command *cmd;
 	unsigned args, search_depth;
 };
 
@@ -445,7 +444,7 @@ static int range_cmp(const void *a, const void *b)
 
 static bool read_seq_number(struct pctx *c, uint64_t *v_r)
 {
-	uint32_t v;
+	uint32_t v = 0;
 
 	if (peek(c) == '*') {
 		c->pos++;
@@ -847,7 +846,7 @@ static bool read_header_list(struct pctx *c, struct imap_string **fields_r,
 			     unsigned *count_r)
 {
 	struct buf tmp = BUF_INIT;
-	struct imap_string s;
+	struct imap_string s = { NULL, 0 };
 	bool ok = false;
 
 	if (!expect_char(c, ' ', "Expected a space before the header list") ||
@@ -1052,7 +1051,7 @@ static bool read_search_key(struct pctx *c, struct imap_search_key **key_r);
 static bool read_search_keys(struct pctx *c, struct imap_search_key *parent,
 			     bool in_list)
 {
-	struct imap_search_key *key, **tail = NULL;
+	struct imap_search_key *key = NULL, **tail = NULL;
 
 	for (;;) {
 		if (!read_search_key(c, &key))
@@ -1074,7 +1073,7 @@ static bool read_search_keys(struct pctx *c, struct imap_search_key *parent,
 static bool read_search_arg(struct pctx *c, const struct search_def *def,
 			    struct imap_search_key *key)
 {
-	struct imap_search_key *k2;
+	struct imap_search_key *k2 = NULL;
 
 	if (peek(c) == ' ') {
 		c->pos++;
@@ -1850,6 +1849,7 @@ static struct imap_command *run_grammar(struct imap_parser *p, bool partial,
 {
 	struct imap_command *cmd;
 	struct pctx c;
+	size_t raw_len;
 	char *tag;
 	bool ok;
 
@@ -1876,7 +1876,6 @@ static struct imap_command *run_grammar(struct imap_parser *p, bool partial,
 	c.end = partial ? p->line.len : line_end;
 	c.partial = partial;
 	c.mem = cmd->mem;
-	c.cmd = cmd;
 	ok = p->def->parse(&c, cmd);
 	if (ok && peek(&c) != -1)
 		ok = fail(&c, peek(&c) == ' ' ? "Too many arguments" :
@@ -1893,7 +1892,7 @@ static struct imap_command *run_grammar(struct imap_parser *p, bool partial,
 		/* The APPEND message points into the line: keep it, and
 		 * end the message with a NUL over the line's CR or LF. */
 		p->line.data[line_end] = '\0';
-		cmd->mem->raw = buf_steal(&p->line, &line_end);
+		cmd->mem->raw = buf_steal(&p->line, &raw_len);
 	}
 	if (*error_r == c.errbuf) {
 		snprintf(errbuf, ERROR_MAX, "%s", c.errbuf);

@@ -27,6 +27,11 @@
  *                                answer BAD and close; every further feed
  *                                returns ERROR and consumes nothing.
  *
+ * Only a command's own bytes are consumed, so lines that are not commands
+ * (the "DONE" ending IDLE, AUTHENTICATE responses) stay in the caller's
+ * buffer after COMPLETE: the session reads those itself, then feeds the
+ * parser again.
+ *
  * The result of a byte stream never depends on how it is split into feeds:
  * feeding a whole buffer or one byte at a time gives the same sequence of
  * results (the unit tests check this for every case).

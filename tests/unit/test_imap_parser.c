@@ -251,7 +251,8 @@ static const struct pcase cases[] = {
 	C("A1 SEARCH ALL\r\n", "OK A1 SEARCH ALL|"),
 	C("A1 SEARCH unseen from \"bob\"\r\n",
 	  "OK A1 SEARCH UNSEEN FROM \"bob\"|"),
-	C("A1 SEARCH OR FROM a TO b\r\n", "OK A1 SEARCH OR FROM \"a\" TO \"b\"|"),
+	C("A1 SEARCH OR FROM a TO b\r\n",
+	  "OK A1 SEARCH OR FROM \"a\" TO \"b\"|"),
 	C("A1 SEARCH NOT (SEEN DELETED)\r\n",
 	  "OK A1 SEARCH NOT (SEEN DELETED)|"),
 	C("A1 SEARCH CHARSET UTF-8 SUBJECT {5}\r\ncaf\303\251\r\n",
@@ -579,9 +580,9 @@ static void test_mutations(void)
 			    strcmp((char *)a.data, (char *)c.data) != 0) {
 				printf("\n  input: ");
 				show((char *)mut.data, mut.len);
-				printf("\n  whole: %s\n  bytes: %s\n  by 7:  %s\n",
-				       (char *)a.data, (char *)b.data,
-				       (char *)c.data);
+				printf("\n  whole: %s\n  bytes: %s\n"
+				       "  by 7:  %s\n", (char *)a.data,
+				       (char *)b.data, (char *)c.data);
 			}
 		}
 	}
@@ -769,7 +770,8 @@ static void test_search_keys(void)
 
 static void test_strings_and_flags(void)
 {
-	static const char login[] = "A1 LOGIN {5}\r\na\0b\"c \"p\\\\w\\\"\"\r\n";
+	static const char login[] =
+		"A1 LOGIN {5}\r\na\0b\"c \"p\\\\w\\\"\"\r\n";
 	struct imap_parser *p = imap_parser_new(NULL);
 	struct imap_command *cmd;
 	size_t used, off = 0;
