@@ -23,6 +23,7 @@
 #include "autoconfig.h"
 
 #include "user_store.h"
+#include "user_store_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,71 +40,9 @@
 #include "maildir.h"
 #include "snapshot.h"
 
-/* Journal record types. */
-#define JREC_OP 1
-
-#define USER_TABLE_SIZE 1024
-#define SNAPSHOT_EVERY_DEFAULT 1000
-#define SNAPSHOT_NAME_BUFSIZE (SNAPSHOT_NAME_MAX + 1)
-
-/* Where an APPEND replayed since the user's snapshot lives in the journal,
- * so reconciliation can rewrite a missing file from its record. */
-struct replayed_append {
-	char *tag;
-	uint64_t lsn;
-};
-
-struct replayed_rename {
-	char *old_name, *new_name;
-};
-
-struct user {
-	struct user_store *store;
-	struct user *next;		/* hash chain; store->lock */
-	char *name;
-
-	/* Everything below: hold lock. */
-	pthread_mutex_t lock;
-	pthread_cond_t changed;
-	bool loaded;
-	bool reconciled;
-	struct mailstate *state;
-	struct maildir *md;
-	uint64_t version;
-	uint64_t snapshot_lsn;		/* covered by the snapshot on disk */
-	uint64_t last_lsn;		/* newest journal record of ours */
-	unsigned ops_since_snapshot;
-	bool woken;
-
-	struct replayed_append *appends;
-	size_t append_count, append_cap;
-	struct replayed_rename *renames;
-	size_t rename_count, rename_cap;
-
-	bool subs_loaded;
-	char **subs;
-	size_t sub_count;
-};
-
-struct user_store {
-	char *node_name;
-	char *maildir_root;
-	char *journal_dir;
-	char *snapshot_dir;
-	char *subs_dir;
-	char sep;
-	unsigned snapshot_every;
-	struct journal *journal;
-
-	pthread_mutex_t lock;		/* guards table */
-	struct user *table[USER_TABLE_SIZE];
-};
-
 static _Thread_local char store_error[256];
 
-static const char *set_error(const char *fmt, ...) PLUTO_PRINTF(1, 2);
-
-static const char *set_error(const char *fmt, ...)
+const char *user_store_set_error(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -117,7 +56,7 @@ static const char *set_error(const char *fmt, ...)
  * Small helpers.
  */
 
-static unsigned maildir_flags_from_op(unsigned op_flags)
+unsigned user_store_maildir_flags(unsigned op_flags)
 {
 	unsigned md = 0;
 
@@ -264,7 +203,7 @@ static void user_free(struct user *user)
 }
 
 /* Finds or inserts name; NULL when out of memory. */
-static struct user *table_get(struct user_store *store, const char *name)
+struct user *user_store_table_get(struct user_store *store, const char *name)
 {
 	unsigned h = hash_name(name);
 	struct user *user;
@@ -286,7 +225,7 @@ static struct user *table_get(struct user_store *store, const char *name)
 }
 
 /* Reads the user's snapshot, or starts an empty state.  Holds user lock. */
-static int load_state_locked(struct user *user, const char **error_r)
+int user_store_load_locked(struct user *user, const char **error_r)
 {
 	char fname[SNAPSHOT_NAME_BUFSIZE];
 	struct buf data = BUF_INIT;
@@ -303,7 +242,7 @@ static int load_state_locked(struct user *user, const char **error_r)
 	ret = snapshot_read(user->store->snapshot_dir, fname, &lsn, &data,
 			    &why);
 	if (ret < 0) {
-		*error_r = set_error("cannot read the user's snapshot: %s",
+		*error_r = user_store_set_error("cannot read the user's snapshot: %s",
 				     why);
 		buf_free(&data);
 		return -1;
@@ -318,7 +257,7 @@ static int load_state_locked(struct user *user, const char **error_r)
 	} else {
 		user->state = mailstate_deserialize(data.data, data.len, &why);
 		if (user->state == NULL) {
-			*error_r = set_error("corrupt snapshot: %s", why);
+			*error_r = user_store_set_error("corrupt snapshot: %s", why);
 			buf_free(&data);
 			return -1;
 		}
@@ -419,29 +358,55 @@ static int note_rename(struct user *user, const char *old_name,
 	return 0;
 }
 
+int user_store_decode_op(const struct journal_record *rec, struct jrec *jrec_r,
+			 struct op **op_r, const char **error_r)
+{
+	const char *why = NULL;
+
+	*op_r = NULL;
+	if (jrec_decode(rec, jrec_r, &why) < 0 ||
+	    op_decode(jrec_r->op, jrec_r->op_len, op_r, &why) < 0) {
+		jrec_clear(jrec_r);
+		*error_r = user_store_set_error("journal record %llu: %s",
+						(unsigned long long)rec->lsn,
+						why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Storage learns which worker a user belongs to from the ops it sees. */
+static void note_home_locked(struct user *user, const struct jrec *jrec)
+{
+	if (user->store->is_storage && jrec->name[0] != '\0')
+		snprintf(user->home, sizeof(user->home), "%s", jrec->name);
+}
+
 static int replay_record(const struct journal_record *rec, void *ctx,
 			 const char **error_r)
 {
 	struct user_store *store = ctx;
 	struct user *user;
+	struct jrec jrec;
 	struct op *op = NULL;
 	const char *why = NULL;
 	int ret = 0;
 
-	if (rec->type != JREC_OP)
-		return 0;
-	if (op_decode(rec->payload, rec->len, &op, &why) < 0) {
-		*error_r = set_error("undecodable journal record: %s", why);
+	if (user_store_decode_op(rec, &jrec, &op, error_r) < 0)
 		return -1;
-	}
-	user = table_get(store, op->user);
-	if (user == NULL) {
+	pthread_mutex_lock(&store->clock_lock);
+	ret = user_store_note_record_locked(store, &jrec);
+	pthread_mutex_unlock(&store->clock_lock);
+	user = user_store_table_get(store, op->user);
+	if (ret < 0 || user == NULL) {
+		jrec_clear(&jrec);
 		op_free(&op);
 		*error_r = "out of memory";
 		return -1;
 	}
 	pthread_mutex_lock(&user->lock);
-	if (load_state_locked(user, error_r) < 0) {
+	note_home_locked(user, &jrec);
+	if (user_store_load_locked(user, error_r) < 0) {
 		ret = -1;
 	} else if (rec->lsn > user->snapshot_lsn) {
 		if (mailstate_apply(user->state, op, &why) < 0) {
@@ -461,7 +426,9 @@ static int replay_record(const struct journal_record *rec, void *ctx,
 			ret = -1;
 		}
 	}
+	atomic_store(&store->applied_lsn, rec->lsn);
 	pthread_mutex_unlock(&user->lock);
+	jrec_clear(&jrec);
 	op_free(&op);
 	return ret;
 }
@@ -512,6 +479,7 @@ static int redeliver(struct user *user, const char *mailbox,
 {
 	struct journal_reader *reader;
 	struct journal_record rec;
+	struct jrec jrec;
 	struct op *op = NULL;
 	const char *why = NULL;
 	uint64_t lsn = 0;
@@ -527,20 +495,22 @@ static int redeliver(struct user *user, const char *mailbox,
 	if (reader == NULL)
 		return -1;
 	if (journal_reader_next(reader, &rec, &why) == 1 && rec.lsn == lsn &&
-	    op_decode(rec.payload, rec.len, &op, &why) == 0 &&
-	    op->type == OP_APPEND && strcmp(op->tag, msg->tag) == 0) {
-		ret = maildir_deliver(user->md, mailbox, msg->tag,
-				      maildir_flags_from_op(msg->flags),
-				      op->body, op->body_len, &why) < 0
-			      ? -1
-			      : 0;
+	    user_store_decode_op(&rec, &jrec, &op, &why) == 0) {
+		if (op->type == OP_APPEND && strcmp(op->tag, msg->tag) == 0)
+			ret = maildir_deliver(user->md, mailbox, msg->tag,
+					      user_store_maildir_flags(
+						      msg->flags),
+					      op->body, op->body_len, &why) < 0
+				      ? -1
+				      : 0;
+		jrec_clear(&jrec);
 	}
 	op_free(&op);
 	journal_reader_free(&reader);
 	return ret;
 }
 
-static void reconcile_mailbox(struct user *user, struct mailstate_mailbox *box)
+void user_store_reconcile_mailbox(struct user *user, struct mailstate_mailbox *box)
 {
 	const char *name = mailstate_mailbox_name(box);
 	struct file_list fl = { NULL, NULL, 0, 0 };
@@ -562,10 +532,10 @@ static void reconcile_mailbox(struct user *user, struct mailstate_mailbox *box)
 			maildir_message_expunge(user->md, name, fl.tags[i],
 						fl.flags[i], &why);
 			fixed++;
-		} else if (fl.flags[i] != maildir_flags_from_op(msg->flags)) {
+		} else if (fl.flags[i] != user_store_maildir_flags(msg->flags)) {
 			maildir_message_set_flags(
 				user->md, name, fl.tags[i], fl.flags[i],
-				maildir_flags_from_op(msg->flags), &why);
+				user_store_maildir_flags(msg->flags), &why);
 			fixed++;
 		}
 	}
@@ -578,7 +548,7 @@ static void reconcile_mailbox(struct user *user, struct mailstate_mailbox *box)
 		uint64_t size;
 
 		if (maildir_message_open(user->md, name, msg->tag,
-					 maildir_flags_from_op(msg->flags),
+					 user_store_maildir_flags(msg->flags),
 					 &fd, &size, &why) == 0) {
 			close(fd);
 			continue;
@@ -601,7 +571,7 @@ out:
 /* Brings the folders in line with the state: renames replayed since the
  * snapshot first (so their messages move along), then creates what is
  * missing and removes what the state does not hold. */
-static void reconcile_folders(struct user *user)
+void user_store_reconcile_folders(struct user *user)
 {
 	struct buf names = BUF_INIT;
 	const char **live = NULL;
@@ -640,29 +610,31 @@ static void reconcile_folders(struct user *user)
 		struct mailstate_mailbox *box =
 			mailstate_mailbox_find(user->state, live[i]);
 		if (box != NULL)
-			reconcile_mailbox(user, box);
+			user_store_reconcile_mailbox(user, box);
 	}
 	free(live);
 	buf_free(&names);
 }
 
-static int reconcile_locked(struct user *user, const char **error_r)
+int user_store_prepare_locked(struct user *user, const char **error_r)
 {
 	const char *why = NULL;
 	unsigned removed = 0;
 
+	if (user_store_load_locked(user, error_r) < 0)
+		return -1;
 	if (user->reconciled)
 		return 0;
 	if (user->md == NULL &&
 	    maildir_open(user->store->maildir_root, user->name,
 			 strlen(user->name), user->store->sep, &user->md,
 			 &why) < 0) {
-		*error_r = set_error("cannot open the Maildir: %s", why);
+		*error_r = user_store_set_error("cannot open the Maildir: %s", why);
 		return -1;
 	}
 	if (maildir_cleanup_tmp(user->md, &removed, &why) < 0)
 		log_warnx("cannot clean tmp/ of %s: %s", user->name, why);
-	reconcile_folders(user);
+	user_store_reconcile_folders(user);
 	user->reconciled = true;
 	return 0;
 }
@@ -684,6 +656,8 @@ int user_store_open(const struct user_store_options *opts,
 		return -1;
 	}
 	pthread_mutex_init(&store->lock, NULL);
+	pthread_mutex_init(&store->clock_lock, NULL);
+	store->is_storage = opts->is_storage;
 	store->sep = opts->hierarchy_separator;
 	store->snapshot_every = opts->snapshot_every != 0
 					? opts->snapshot_every
@@ -702,7 +676,7 @@ int user_store_open(const struct user_store_options *opts,
 	if (make_dirs(store->maildir_root) < 0 ||
 	    make_dirs(store->snapshot_dir) < 0 ||
 	    make_dirs(store->subs_dir) < 0) {
-		*error_r = set_error("cannot create the data directories: %s",
+		*error_r = user_store_set_error("cannot create the data directories: %s",
 				     strerror(errno));
 		goto fail;
 	}
@@ -710,12 +684,12 @@ int user_store_open(const struct user_store_options *opts,
 		log_warnx("cannot clean snapshot temporaries: %s", why);
 	if (journal_open(store->journal_dir, &jopts, &store->journal, &why) <
 	    0) {
-		*error_r = set_error("cannot open the journal: %s", why);
+		*error_r = user_store_set_error("cannot open the journal: %s", why);
 		goto fail;
 	}
 	if (journal_read_from(store->journal, journal_first_lsn(store->journal),
 			      replay_record, store, &why) < 0) {
-		*error_r = set_error("cannot replay the journal: %s", why);
+		*error_r = user_store_set_error("cannot replay the journal: %s", why);
 		goto fail;
 	}
 	log_info("journal replayed up to record %llu",
@@ -733,6 +707,7 @@ void user_store_free(struct user_store **storep)
 
 	if (store == NULL)
 		return;
+	user_sync_stop_applier(store);
 	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
 		struct user *user = store->table[i];
 
@@ -749,6 +724,10 @@ void user_store_free(struct user_store **storep)
 		store->table[i] = NULL;
 	}
 	journal_free(&store->journal);
+	for (size_t i = 0; i < store->link_count; i++)
+		vclock_free(&store->links[i].clock);
+	free(store->links);
+	pthread_mutex_destroy(&store->clock_lock);
 	pthread_mutex_destroy(&store->lock);
 	free(store->node_name);
 	free(store->maildir_root);
@@ -764,9 +743,6 @@ struct journal *user_store_journal(struct user_store *store)
 	return store->journal;
 }
 
-static int commit_op_locked(struct user *user, const struct op *op,
-			    uint64_t *lsn_r, const char **error_r);
-static void changed_locked(struct user *user, uint64_t lsn);
 
 /* Every user has an INBOX.  It is created by the same op on every replica
  * (fixed tag and UIDVALIDITY), so a worker and storage that both meet a
@@ -789,11 +765,11 @@ static int ensure_inbox_locked(struct user *user, const char **error_r)
 	op->uidvalidity = 1;
 	ret = mailstate_apply(user->state, op, &why);
 	if (ret < 0)
-		*error_r = set_error("cannot create INBOX: %s", why);
+		*error_r = user_store_set_error("cannot create INBOX: %s", why);
 	else
-		ret = commit_op_locked(user, op, &lsn, error_r);
+		ret = user_store_commit_local_locked(user, op, &lsn, error_r);
 	if (ret == 0)
-		changed_locked(user, lsn);
+		user_store_changed_locked(user, lsn);
 	op_free(&op);
 	return ret;
 }
@@ -810,15 +786,13 @@ struct user *user_store_get(struct user_store *store, const char *name,
 		*error_r = why != NULL ? why : "invalid user name";
 		return NULL;
 	}
-	user = table_get(store, name);
+	user = user_store_table_get(store, name);
 	if (user == NULL) {
 		*error_r = "out of memory";
 		return NULL;
 	}
 	pthread_mutex_lock(&user->lock);
-	ret = load_state_locked(user, error_r);
-	if (ret == 0)
-		ret = reconcile_locked(user, error_r);
+	ret = user_store_prepare_locked(user, error_r);
 	if (ret == 0)
 		ret = ensure_inbox_locked(user, error_r);
 	pthread_mutex_unlock(&user->lock);
@@ -884,7 +858,7 @@ uint64_t user_wait_change(struct user *user, uint64_t seen, int timeout_ms)
 
 /* After the op is in memory: notes the change for sessions and IDLE, and
  * takes a snapshot when enough ops piled up. */
-static void changed_locked(struct user *user, uint64_t lsn)
+void user_store_changed_locked(struct user *user, uint64_t lsn)
 {
 	user->version++;
 	user->last_lsn = lsn;
@@ -911,7 +885,7 @@ static void reload_after_failure_locked(struct user *user)
 	user->loaded = false;
 	/* The lock is ours; replay takes it per record, so load first and
 	 * then apply the user's records here. */
-	if (load_state_locked(user, &why) < 0) {
+	if (user_store_load_locked(user, &why) < 0) {
 		log_error("cannot reload %s: %s", user->name, why);
 		return;
 	}
@@ -920,12 +894,14 @@ static void reload_after_failure_locked(struct user *user)
 	struct journal_record rec;
 
 	while (r != NULL && journal_reader_next(r, &rec, &why) == 1) {
+		struct jrec jrec;
 		struct op *op = NULL;
 
-		if (rec.type == JREC_OP &&
-		    op_decode(rec.payload, rec.len, &op, &why) == 0 &&
-		    strcmp(op->user, user->name) == 0)
+		if (user_store_decode_op(&rec, &jrec, &op, &why) < 0)
+			continue;
+		if (strcmp(op->user, user->name) == 0)
 			mailstate_apply(user->state, op, &why);
+		jrec_clear(&jrec);
 		op_free(&op);
 	}
 	journal_reader_free(&r);
@@ -934,19 +910,34 @@ static void reload_after_failure_locked(struct user *user)
 }
 
 /* Journals op without waiting for durability. */
-static int journal_op_async(struct user *user, const struct op *op,
-			    uint64_t *lsn_r, const char **error_r)
+int user_store_journal_local(struct user *user, const struct op *op,
+			     uint64_t *lsn_r, const char **error_r)
 {
+	struct user_store *store = user->store;
 	struct buf header = BUF_INIT;
 	struct journal_part parts[2];
-	unsigned nparts = 1;
+	struct link_state *link;
+	const char *home = store->is_storage ? user->home : "";
 	const char *why = NULL;
-	int ret;
+	unsigned nparts = 1;
+	uint64_t count;
+	int ret = -1;
 
-	if (op_encode_header(op, &header, &why) < 0) {
-		buf_free(&header);
-		*error_r = set_error("cannot encode the change: %s", why);
-		return -1;
+	/* The clock is stamped and the record written under clock_lock so
+	 * that the counter of this node rises in journal order. */
+	pthread_mutex_lock(&store->clock_lock);
+	link = user_store_link_locked(store, user_store_link_key(store, home));
+	if (link == NULL ||
+	    vclock_increment(link->clock, store->node_name, &count, &why) < 0) {
+		*error_r = "out of memory";
+		goto out;
+	}
+	if (jrec_encode_prefix(&header, JREC_LOCAL, home, 0, link->clock,
+			       &why) < 0 ||
+	    op_encode_header(op, &header, &why) < 0) {
+		*error_r = user_store_set_error("cannot encode the change: %s",
+						why);
+		goto undo;
 	}
 	parts[0].data = header.data;
 	parts[0].len = header.len;
@@ -955,14 +946,21 @@ static int journal_op_async(struct user *user, const struct op *op,
 		parts[1].len = op->body_len;
 		nparts = 2;
 	}
-	ret = journal_append_async(user->store->journal, JREC_OP, parts,
-				   nparts, lsn_r, &why);
-	buf_free(&header);
-	if (ret < 0) {
-		*error_r = set_error("cannot write the journal: %s", why);
-		return -1;
+	if (journal_append_async(store->journal, JREC_LOCAL, parts, nparts,
+				 lsn_r, &why) < 0) {
+		*error_r = user_store_set_error("cannot write the journal: %s",
+						why);
+		goto undo;
 	}
-	return 0;
+	ret = 0;
+	goto out;
+undo:
+	/* Nothing was written: the counter goes back. */
+	vclock_set(link->clock, store->node_name, count - 1, &why);
+out:
+	pthread_mutex_unlock(&store->clock_lock);
+	buf_free(&header);
+	return ret;
 }
 
 static int wait_durable(struct user *user, uint64_t lsn, const char **error_r)
@@ -970,17 +968,17 @@ static int wait_durable(struct user *user, uint64_t lsn, const char **error_r)
 	const char *why = NULL;
 
 	if (journal_wait_durable(user->store->journal, lsn, &why) < 0) {
-		*error_r = set_error("cannot sync the journal: %s", why);
+		*error_r = user_store_set_error("cannot sync the journal: %s", why);
 		return -1;
 	}
 	return 0;
 }
 
 /* Journals op and waits for it; on failure reloads the user. */
-static int commit_op_locked(struct user *user, const struct op *op,
+int user_store_commit_local_locked(struct user *user, const struct op *op,
 			    uint64_t *lsn_r, const char **error_r)
 {
-	if (journal_op_async(user, op, lsn_r, error_r) < 0 ||
+	if (user_store_journal_local(user, op, lsn_r, error_r) < 0 ||
 	    wait_durable(user, *lsn_r, error_r) < 0) {
 		reload_after_failure_locked(user);
 		return -1;
@@ -1008,7 +1006,7 @@ int user_create_locked(struct user *user, const char *mailbox,
 		return -1;
 	if (mailstate_create(user->state, mailbox, &op, error_r) < 0)
 		return -1;
-	if (journal_op_async(user, op, &lsn, error_r) < 0) {
+	if (user_store_journal_local(user, op, &lsn, error_r) < 0) {
 		op_free(&op);
 		reload_after_failure_locked(user);
 		return -1;
@@ -1019,11 +1017,11 @@ int user_create_locked(struct user *user, const char *mailbox,
 		struct op *undo = NULL;
 		uint64_t undo_lsn;
 
-		*error_r = set_error("cannot create the mailbox: %s", why);
+		*error_r = user_store_set_error("cannot create the mailbox: %s", why);
 		op_free(&op);
 		if (mailstate_delete(user->state, mailbox, &undo, &why) == 0) {
-			if (commit_op_locked(user, undo, &undo_lsn, &why) == 0)
-				changed_locked(user, undo_lsn);
+			if (user_store_commit_local_locked(user, undo, &undo_lsn, &why) == 0)
+				user_store_changed_locked(user, undo_lsn);
 			op_free(&undo);
 		}
 		return -1;
@@ -1033,7 +1031,7 @@ int user_create_locked(struct user *user, const char *mailbox,
 		reload_after_failure_locked(user);
 		return -1;
 	}
-	changed_locked(user, lsn);
+	user_store_changed_locked(user, lsn);
 	return 0;
 }
 
@@ -1052,7 +1050,7 @@ int user_delete_locked(struct user *user, const char *mailbox,
 	}
 	if (mailstate_delete(user->state, mailbox, &op, error_r) < 0)
 		return -1;
-	if (commit_op_locked(user, op, &lsn, error_r) < 0) {
+	if (user_store_commit_local_locked(user, op, &lsn, error_r) < 0) {
 		op_free(&op);
 		return -1;
 	}
@@ -1063,7 +1061,7 @@ int user_delete_locked(struct user *user, const char *mailbox,
 	    maildir_mailbox_exists(user->md, mailbox))
 		log_warnx("cannot remove folder %s of %s: %s", mailbox,
 			  user->name, why);
-	changed_locked(user, lsn);
+	user_store_changed_locked(user, lsn);
 	return 0;
 }
 
@@ -1157,7 +1155,7 @@ int user_rename_locked(struct user *user, const char *old_name,
 			ret = -1;
 			break;
 		}
-		if (journal_op_async(user, op, &lsn, error_r) < 0) {
+		if (user_store_journal_local(user, op, &lsn, error_r) < 0) {
 			op_free(&op);
 			reload_after_failure_locked(user);
 			ret = -1;
@@ -1177,7 +1175,7 @@ int user_rename_locked(struct user *user, const char *old_name,
 			  "reconciliation retries)", old_name, user->name, why);
 	else
 		note_rename(user, old_name, new_name);
-	changed_locked(user, lsn);
+	user_store_changed_locked(user, lsn);
 	return ret;
 }
 
@@ -1197,28 +1195,28 @@ int user_append_locked(struct user *user, const char *mailbox,
 			     internal_date, flags, keywords, keyword_count,
 			     &op, error_r) < 0)
 		return -1;
-	if (journal_op_async(user, op, &lsn, error_r) < 0) {
+	if (user_store_journal_local(user, op, &lsn, error_r) < 0) {
 		op_free(&op);
 		reload_after_failure_locked(user);
 		return -1;
 	}
 	/* The file's fsyncs overlap the journal's group commit. */
 	if (maildir_deliver(user->md, mailbox, op->tag,
-			    maildir_flags_from_op(flags), body, body_len,
+			    user_store_maildir_flags(flags), body, body_len,
 			    &why) < 0) {
 		const struct mailstate_msg *msg =
 			mailstate_msg_find(user->state, op->tag);
 		struct op *undo = NULL;
 		uint64_t undo_lsn;
 
-		*error_r = set_error("cannot store the message: %s", why);
+		*error_r = user_store_set_error("cannot store the message: %s", why);
 		/* The append is in the journal: expunge it again so no
 		 * replica ever shows a message we said NO to. */
 		if (msg != NULL &&
 		    mailstate_expunge(user->state, msg->mailbox, &msg, 1,
 				      &undo, &why) == 0 && undo != NULL) {
-			if (commit_op_locked(user, undo, &undo_lsn, &why) == 0)
-				changed_locked(user, undo_lsn);
+			if (user_store_commit_local_locked(user, undo, &undo_lsn, &why) == 0)
+				user_store_changed_locked(user, undo_lsn);
 			op_free(&undo);
 		}
 		op_free(&op);
@@ -1234,7 +1232,7 @@ int user_append_locked(struct user *user, const char *mailbox,
 	if (uidvalidity_r != NULL)
 		*uidvalidity_r = op->uidvalidity;
 	op_free(&op);
-	changed_locked(user, lsn);
+	user_store_changed_locked(user, lsn);
 	return 0;
 }
 
@@ -1267,14 +1265,14 @@ int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
 	}
 	for (size_t i = 0; i < count; i++) {
 		tags[i] = strdup(msgs[i]->tag);
-		flags[i] = maildir_flags_from_op(msgs[i]->flags);
+		flags[i] = user_store_maildir_flags(msgs[i]->flags);
 	}
 	if (mailstate_expunge(user->state, box, msgs, count, &op, error_r) <
 	    0)
 		goto fail;
 	if (op == NULL)
 		goto done;
-	if (commit_op_locked(user, op, &lsn, error_r) < 0)
+	if (user_store_commit_local_locked(user, op, &lsn, error_r) < 0)
 		goto fail;
 	for (size_t i = 0; i < count; i++) {
 		if (tags[i] != NULL &&
@@ -1283,7 +1281,7 @@ int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
 			log_warnx("cannot unlink %s in %s of %s: %s", tags[i],
 				  name, user->name, why);
 	}
-	changed_locked(user, lsn);
+	user_store_changed_locked(user, lsn);
 done:
 	op_free(&op);
 	for (size_t i = 0; i < count; i++)
@@ -1324,7 +1322,7 @@ int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
 		return -1;
 	}
 	for (size_t i = 0; i < count; i++)
-		before[i] = maildir_flags_from_op(msgs[i]->flags);
+		before[i] = user_store_maildir_flags(msgs[i]->flags);
 	if (mailstate_store(user->state, box, msgs, count, mode, flags,
 			    keywords, keyword_count, &op, error_r) < 0) {
 		free(before);
@@ -1334,7 +1332,7 @@ int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
 		free(before);
 		return 0;
 	}
-	if (journal_op_async(user, op, &lsn, error_r) < 0) {
+	if (user_store_journal_local(user, op, &lsn, error_r) < 0) {
 		op_free(&op);
 		free(before);
 		reload_after_failure_locked(user);
@@ -1344,7 +1342,7 @@ int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
 	/* Renames overlap the journal's fsync; a failed one is repaired by
 	 * the next reconciliation (the state is the truth). */
 	for (size_t i = 0; i < count; i++) {
-		unsigned now = maildir_flags_from_op(msgs[i]->flags);
+		unsigned now = user_store_maildir_flags(msgs[i]->flags);
 
 		if (now != before[i] &&
 		    maildir_message_set_flags(user->md, name, msgs[i]->tag,
@@ -1357,7 +1355,7 @@ int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
 		reload_after_failure_locked(user);
 		return -1;
 	}
-	changed_locked(user, lsn);
+	user_store_changed_locked(user, lsn);
 	return 0;
 }
 
@@ -1367,7 +1365,7 @@ int user_message_open_locked(struct user *user,
 			     uint64_t *size_r, const char **error_r)
 {
 	if (maildir_message_open(user->md, mailstate_mailbox_name(box),
-				 msg->tag, maildir_flags_from_op(msg->flags),
+				 msg->tag, user_store_maildir_flags(msg->flags),
 				 fd_r, size_r, error_r) < 0)
 		return -1;
 	return 0;
@@ -1470,7 +1468,7 @@ static int subs_save_locked(struct user *user, const char **error_r)
 	ret = 0;
 out:
 	if (ret < 0)
-		*error_r = set_error("cannot save subscriptions: %s",
+		*error_r = user_store_set_error("cannot save subscriptions: %s",
 				     strerror(errno));
 	buf_free(&data);
 	return ret;

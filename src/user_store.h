@@ -48,12 +48,14 @@
 #include "journal.h"
 #include "mailstate.h"
 #include "op.h"
+#include "vclock.h"
 
 struct user_store;
 struct user;
 
 struct user_store_options {
-	const char *node_name;		/* for logs */
+	const char *node_name;		/* this node: its clock entry, logs */
+	bool is_storage;		/* storage tracks each user's worker */
 	const char *maildir_root;	/* MaildirRoot */
 	const char *crdt_root;		/* CRDTLayerRoot */
 	char hierarchy_separator;	/* [IMAP] HierarchySeparator */
@@ -143,6 +145,45 @@ int user_subscribe_locked(struct user *user, const char *mailbox,
  * change; the caller holds the lock. */
 const char *const *user_subscriptions_locked(struct user *user,
 					     size_t *count_r);
+
+/*
+ * Replication (user_sync.c).  Every local change is a JREC_LOCAL record
+ * of the journal (jrec.h), stamped with the vector clock of its link; the
+ * sync sender of a peer ships the records user_store_record_for_peer()
+ * selects.
+ */
+
+/* Storage: the worker a user belongs to, learnt from a failover session's
+ * opening line (or from that worker's replicated ops); its local ops are
+ * shipped to that worker only.  No-op on a worker. */
+void user_set_home_locked(struct user *user, const char *worker);
+const char *user_home_locked(const struct user *user);
+
+/* Stores an op received from peer origin durably (a JREC_REMOTE record)
+ * for the applier thread.  clock is the op's stamp, origin_lsn its
+ * position in origin's journal.  Returns 1 once durable (acknowledge it;
+ * *lsn_r is its position here), 0 for a duplicate already stored
+ * (acknowledge and drop it), -1 with *error_r for a malformed op, an op
+ * out of causal order or a disk error (close the link; the peer resends
+ * from its last acknowledged position). */
+int user_store_receive(struct user_store *store, const char *origin,
+		       uint64_t origin_lsn, const struct vclock *clock,
+		       const void *op_bytes, size_t op_len, uint64_t *lsn_r,
+		       const char **error_r);
+/* Highest position of peer's journal durably stored here (for HELLO). */
+uint64_t user_store_received_lsn(struct user_store *store, const char *peer);
+/* A copy of the clock of the link with peer (caller frees), or NULL. */
+struct vclock *user_store_link_clock(struct user_store *store,
+				     const char *peer);
+/* Whether a decoded journal record is to be shipped to peer. */
+struct jrec;
+bool user_store_record_for_peer(const struct user_store *store,
+				const struct jrec *jrec, const char *peer);
+/* The position up to which this node's journal has been applied (local
+ * records count as applied when written). */
+uint64_t user_store_applied_lsn(struct user_store *store);
+/* Starts the thread applying received ops; user_store_free stops it. */
+int user_store_start_applier(struct user_store *store, const char **error_r);
 
 /* Makes every user_wait_change return at once, now and later (shutdown). */
 void user_store_wake_all(struct user_store *store);

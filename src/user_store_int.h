@@ -1,0 +1,147 @@
+/*
+ * user_store_int.h - what user_store.c and user_sync.c share: the user
+ * table and per-user structures, and the internal steps of a change.
+ * Nothing outside those two files includes this.
+ */
+#ifndef PLUTO_USER_STORE_INT_H
+#define PLUTO_USER_STORE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "jrec.h"
+#include "log.h"
+#include "snapshot.h"
+#include "maildir.h"
+#include "user_store.h"
+#include "vclock.h"
+
+#define USER_TABLE_SIZE 1024
+#define SNAPSHOT_EVERY_DEFAULT 1000
+#define SNAPSHOT_NAME_BUFSIZE (SNAPSHOT_NAME_MAX + 1)
+
+/* Where an APPEND replayed since the user's snapshot lives in the journal,
+ * so reconciliation can rewrite a missing file from its record. */
+struct replayed_append {
+	char *tag;
+	uint64_t lsn;
+};
+
+struct replayed_rename {
+	char *old_name, *new_name;
+};
+
+struct link_state {
+	char key[VCLOCK_NAME_MAX + 1];
+	struct vclock *clock;
+	uint64_t received_lsn;
+};
+
+struct user {
+	struct user_store *store;
+	struct user *next;		/* hash chain; store->lock */
+	char *name;
+
+	/* Everything below: hold lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool loaded;
+	bool reconciled;
+	struct mailstate *state;
+	struct maildir *md;
+	uint64_t version;
+	/* Storage: the worker this user belongs to ("" until known), so
+	 * that its ops are shipped to that worker only. */
+	char home[VCLOCK_NAME_MAX + 1];
+	uint64_t snapshot_lsn;		/* covered by the snapshot on disk */
+	uint64_t last_lsn;		/* newest journal record of ours */
+	unsigned ops_since_snapshot;
+	bool woken;
+
+	struct replayed_append *appends;
+	size_t append_count, append_cap;
+	struct replayed_rename *renames;
+	size_t rename_count, rename_cap;
+
+	bool subs_loaded;
+	char **subs;
+	size_t sub_count;
+};
+
+struct user_store {
+	char *node_name;
+	char *maildir_root;
+	char *journal_dir;
+	char *snapshot_dir;
+	char *subs_dir;
+	char sep;
+	unsigned snapshot_every;
+	struct journal *journal;
+
+	bool is_storage;
+
+	pthread_mutex_t lock;		/* guards table */
+	struct user *table[USER_TABLE_SIZE];
+
+	/* Replication bookkeeping, one entry per link: on a worker a single
+	 * entry with key "" (its link to storage), on storage one per
+	 * worker.  The clock counts the ops each side originated on that
+	 * link; received_lsn is the highest position of the peer's journal
+	 * stored durably here.  clock_lock is taken after a user's lock and
+	 * held across journal_append_async so that clock order is journal
+	 * order; it is never held during an fsync. */
+	pthread_mutex_t clock_lock;
+	struct link_state *links;
+	size_t link_count;
+
+	/* The applier thread (user_sync.c). */
+	pthread_t applier;
+	bool applier_running;
+	atomic_bool applier_stop;
+	_Atomic uint64_t applied_lsn;	/* replayed or applied so far */
+};
+
+const char *user_store_set_error(const char *fmt, ...) PLUTO_PRINTF(1, 2);
+unsigned user_store_maildir_flags(unsigned op_flags);
+
+/* The user called name, created (not loaded) if new; NULL without memory. */
+struct user *user_store_table_get(struct user_store *store, const char *name);
+/* Loads the snapshot if not done yet; holds user->lock. */
+int user_store_load_locked(struct user *user, const char **error_r);
+/* Loads the user and, once per process, reconciles its Maildir with the
+ * state; holds user->lock. */
+int user_store_prepare_locked(struct user *user, const char **error_r);
+
+/* The link entry for key, created if new; clock_lock held.  NULL without
+ * memory. */
+struct link_state *user_store_link_locked(struct user_store *store,
+					  const char *key);
+/* The link key of a peer or home name: the name on storage, "" on a
+ * worker. */
+const char *user_store_link_key(const struct user_store *store,
+				const char *name);
+/* jrec_decode + op_decode of a record; on success the caller clears
+ * *jrec_r and frees *op_r (whose body points into rec). */
+int user_store_decode_op(const struct journal_record *rec, struct jrec *jrec_r,
+			 struct op **op_r, const char **error_r);
+/* Notes a decoded record's clock and position (replay and receive). */
+int user_store_note_record_locked(struct user_store *store,
+				  const struct jrec *jrec);
+
+void user_store_changed_locked(struct user *user, uint64_t lsn);
+/* Journals a local op (JREC_LOCAL) without waiting; stamps its clock. */
+int user_store_journal_local(struct user *user, const struct op *op,
+			     uint64_t *lsn_r, const char **error_r);
+int user_store_commit_local_locked(struct user *user, const struct op *op,
+				   uint64_t *lsn_r, const char **error_r);
+
+/* Rebuilds the mailbox's Maildir folder from the state (user_store.c). */
+void user_store_reconcile_mailbox(struct user *user,
+				  struct mailstate_mailbox *box);
+void user_store_reconcile_folders(struct user *user);
+
+/* Replication thread hooks (user_sync.c). */
+void user_sync_stop_applier(struct user_store *store);
+
+#endif

@@ -1,0 +1,468 @@
+/*
+ * user_sync.c - the user store's side of replication: per-link clocks,
+ * durable receipt of peers' ops, and the applier thread.
+ *
+ * A received op is first written to this node's journal as a JREC_REMOTE
+ * record and made durable (user_store_receive); only then may the link
+ * acknowledge it.  The applier thread tails the journal and applies
+ * remote records in journal order, which is the order they were received
+ * in, which the receive check keeps causal (vclock_deliverable).  After a
+ * crash, replay applies them like every other record, so an op is never
+ * lost between its acknowledgement and its application.
+ *
+ * Lock order: user->lock, then store->clock_lock (see user_store_int.h).
+ * The applier takes a user's lock per record and never holds two.
+ */
+#include "autoconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+#include "user_store_int.h"
+
+/*
+ * Link bookkeeping.
+ */
+
+const char *user_store_link_key(const struct user_store *store,
+				const char *name)
+{
+	return store->is_storage ? name : "";
+}
+
+struct link_state *user_store_link_locked(struct user_store *store,
+					  const char *key)
+{
+	struct link_state *links;
+
+	for (size_t i = 0; i < store->link_count; i++) {
+		if (strcmp(store->links[i].key, key) == 0)
+			return &store->links[i];
+	}
+	links = realloc(store->links, (store->link_count + 1) * sizeof(*links));
+	if (links == NULL)
+		return NULL;
+	store->links = links;
+	links = &store->links[store->link_count];
+	memset(links, 0, sizeof(*links));
+	snprintf(links->key, sizeof(links->key), "%s", key);
+	links->clock = vclock_new();
+	if (links->clock == NULL)
+		return NULL;
+	store->link_count++;
+	return links;
+}
+
+int user_store_note_record_locked(struct user_store *store,
+				  const struct jrec *jrec)
+{
+	struct link_state *link =
+		user_store_link_locked(store,
+				       user_store_link_key(store, jrec->name));
+	const char *why = NULL;
+
+	if (link == NULL || vclock_merge(link->clock, jrec->clock, &why) < 0)
+		return -1;
+	if (jrec->type == JREC_REMOTE && jrec->origin_lsn > link->received_lsn)
+		link->received_lsn = jrec->origin_lsn;
+	return 0;
+}
+
+void user_set_home_locked(struct user *user, const char *worker)
+{
+	if (user->store->is_storage && vclock_name_valid(worker))
+		snprintf(user->home, sizeof(user->home), "%s", worker);
+}
+
+const char *user_home_locked(const struct user *user)
+{
+	return user->home;
+}
+
+uint64_t user_store_received_lsn(struct user_store *store, const char *peer)
+{
+	struct link_state *link;
+	uint64_t lsn = 0;
+
+	pthread_mutex_lock(&store->clock_lock);
+	link = user_store_link_locked(store, user_store_link_key(store, peer));
+	if (link != NULL)
+		lsn = link->received_lsn;
+	pthread_mutex_unlock(&store->clock_lock);
+	return lsn;
+}
+
+struct vclock *user_store_link_clock(struct user_store *store,
+				     const char *peer)
+{
+	struct link_state *link;
+	struct vclock *copy = NULL;
+
+	pthread_mutex_lock(&store->clock_lock);
+	link = user_store_link_locked(store, user_store_link_key(store, peer));
+	if (link != NULL)
+		copy = vclock_copy(link->clock);
+	pthread_mutex_unlock(&store->clock_lock);
+	return copy;
+}
+
+bool user_store_record_for_peer(const struct user_store *store,
+				const struct jrec *jrec, const char *peer)
+{
+	if (jrec->type != JREC_LOCAL)
+		return false;
+	/* A worker ships all its ops to storage; storage ships each worker
+	 * the ops of that worker's users. */
+	return !store->is_storage || strcmp(jrec->name, peer) == 0;
+}
+
+/*
+ * Receiving.
+ */
+
+int user_store_receive(struct user_store *store, const char *origin,
+		       uint64_t origin_lsn, const struct vclock *clock,
+		       const void *op_bytes, size_t op_len, uint64_t *lsn_r,
+		       const char **error_r)
+{
+	struct op *op = NULL;
+	struct buf prefix = BUF_INIT;
+	struct journal_part parts[2];
+	struct link_state *link;
+	const char *why = NULL;
+	int ret = -1;
+
+	*lsn_r = 0;
+	if (op_decode(op_bytes, op_len, &op, &why) < 0) {
+		*error_r = user_store_set_error("malformed op: %s", why);
+		return -1;
+	}
+	pthread_mutex_lock(&store->clock_lock);
+	link = user_store_link_locked(store, user_store_link_key(store, origin));
+	if (link == NULL) {
+		*error_r = "out of memory";
+		goto out;
+	}
+	if (vclock_is_duplicate(link->clock, clock, origin)) {
+		ret = 0;
+		goto out;
+	}
+	if (!vclock_deliverable(link->clock, clock, origin)) {
+		*error_r = "op out of causal order";
+		goto out;
+	}
+	if (jrec_encode_prefix(&prefix, JREC_REMOTE, origin, origin_lsn, clock,
+			       &why) < 0) {
+		*error_r = why;
+		goto out;
+	}
+	parts[0].data = prefix.data;
+	parts[0].len = prefix.len;
+	parts[1].data = op_bytes;
+	parts[1].len = op_len;
+	if (journal_append_async(store->journal, JREC_REMOTE, parts, 2, lsn_r,
+				 &why) < 0) {
+		*error_r = user_store_set_error("cannot write the journal: %s",
+						why);
+		goto out;
+	}
+	if (vclock_merge(link->clock, clock, &why) < 0) {
+		*error_r = "out of memory";
+		goto out;
+	}
+	if (origin_lsn > link->received_lsn)
+		link->received_lsn = origin_lsn;
+	ret = 1;
+out:
+	pthread_mutex_unlock(&store->clock_lock);
+	buf_free(&prefix);
+	op_free(&op);
+	if (ret == 1 && journal_wait_durable(store->journal, *lsn_r, &why) < 0) {
+		*error_r = user_store_set_error("cannot sync the journal: %s",
+						why);
+		return -1;
+	}
+	return ret;
+}
+
+/*
+ * Applying.
+ */
+
+/* What a message looked like before a remote op changed it. */
+struct msg_before {
+	char tag[ORSET_TAG_BUFSIZE];
+	char mailbox[MAILBOX_NAME_BUFSIZE];
+	unsigned md_flags;
+	bool present;
+};
+
+static struct msg_before *remember(struct user *user, char **tags,
+				   size_t count)
+{
+	struct msg_before *before = calloc(count + 1, sizeof(*before));
+
+	if (before == NULL)
+		return NULL;
+	for (size_t i = 0; i < count; i++) {
+		const struct mailstate_msg *msg =
+			mailstate_msg_find(user->state, tags[i]);
+
+		snprintf(before[i].tag, sizeof(before[i].tag), "%s", tags[i]);
+		if (msg == NULL)
+			continue;
+		before[i].present = true;
+		before[i].md_flags = user_store_maildir_flags(msg->flags);
+		snprintf(before[i].mailbox, sizeof(before[i].mailbox), "%s",
+			 mailstate_mailbox_name(msg->mailbox));
+	}
+	return before;
+}
+
+/* Unlinks the files of remembered messages the op removed. */
+static void unlink_removed(struct user *user, const struct msg_before *before,
+			   size_t count)
+{
+	const char *why = NULL;
+
+	for (size_t i = 0; i < count; i++) {
+		if (before[i].present &&
+		    mailstate_msg_find(user->state, before[i].tag) == NULL)
+			maildir_message_expunge(user->md, before[i].mailbox,
+						before[i].tag,
+						before[i].md_flags, &why);
+	}
+}
+
+/* Renames the files of remembered messages whose flags changed. */
+static void rename_changed(struct user *user, const struct msg_before *before,
+			   size_t count)
+{
+	const char *why = NULL;
+
+	for (size_t i = 0; i < count; i++) {
+		const struct mailstate_msg *msg =
+			mailstate_msg_find(user->state, before[i].tag);
+		unsigned now;
+
+		if (!before[i].present || msg == NULL)
+			continue;
+		now = user_store_maildir_flags(msg->flags);
+		if (now != before[i].md_flags)
+			maildir_message_set_flags(user->md, before[i].mailbox,
+						  before[i].tag,
+						  before[i].md_flags, now,
+						  &why);
+	}
+}
+
+/* The Maildir work of a remote op, done after applying it.  Like local
+ * changes, a failed step is left to the next reconciliation: the state
+ * is the truth and the journal holds every body. */
+static void materialise_locked(struct user *user, const struct op *op,
+			       struct msg_before *before, size_t before_count)
+{
+	const struct mailstate_msg *msg;
+	const char *why = NULL;
+
+	switch (op->type) {
+	case OP_CREATE:
+		if (mailstate_mailbox_find(user->state, op->mailbox) != NULL &&
+		    !maildir_mailbox_exists(user->md, op->mailbox))
+			maildir_mailbox_create(user->md, op->mailbox, &why);
+		break;
+	case OP_APPEND:
+		msg = mailstate_msg_find(user->state, op->tag);
+		if (msg != NULL &&
+		    maildir_deliver(user->md, mailstate_mailbox_name(msg->mailbox),
+				    op->tag,
+				    user_store_maildir_flags(msg->flags),
+				    op->body, op->body_len, &why) < 0)
+			log_warnx("cannot store replicated message %s of %s: "
+				  "%s", op->tag, user->name, why);
+		break;
+	case OP_STORE:
+		rename_changed(user, before, before_count);
+		break;
+	case OP_EXPUNGE:
+		unlink_removed(user, before, before_count);
+		break;
+	case OP_DELETE:
+		unlink_removed(user, before, before_count);
+		if (mailstate_mailbox_find(user->state, op->mailbox) == NULL &&
+		    maildir_mailbox_exists(user->md, op->mailbox))
+			maildir_mailbox_delete(user->md, op->mailbox, &why);
+		break;
+	case OP_RENAME:
+		/* Rare: bring every folder in line with the state. */
+		user_store_reconcile_folders(user);
+		break;
+	case OP_UID_RENUMBER:
+		break;
+	}
+}
+
+/* Worker only: UIDs both replicas assigned during a partition are
+ * renumbered here, and the renumbering ships to storage as local ops. */
+static void resolve_uid_conflicts_locked(struct user *user)
+{
+	struct op **ops = NULL;
+	size_t count = 0;
+	const char *why = NULL;
+
+	if (user->store->is_storage)
+		return;
+	if (mailstate_resolve_uid_conflicts(user->state, &ops, &count, &why) <
+	    0) {
+		log_warnx("cannot resolve UID conflicts of %s: %s", user->name,
+			  why);
+		return;
+	}
+	for (size_t i = 0; i < count; i++) {
+		uint64_t lsn;
+
+		if (user_store_commit_local_locked(user, ops[i], &lsn, &why) ==
+		    0)
+			user_store_changed_locked(user, lsn);
+		else
+			log_warnx("cannot journal a UID renumbering of %s: %s",
+				  user->name, why);
+		op_free(&ops[i]);
+	}
+	free(ops);
+	if (count > 0)
+		log_info("renumbered conflicting UIDs of %s in %zu mailboxes",
+			 user->name, count);
+}
+
+static void apply_remote_locked(struct user *user, const struct op *op,
+				uint64_t lsn)
+{
+	struct msg_before *before = NULL;
+	size_t before_count = 0;
+	const char *why = NULL;
+
+	if (op->type == OP_STORE) {
+		char **tags = calloc(op->entry_count + 1, sizeof(*tags));
+
+		if (tags != NULL) {
+			for (size_t i = 0; i < op->entry_count; i++)
+				tags[i] = op->entries[i].msg_tag;
+			before = remember(user, tags, op->entry_count);
+			before_count = op->entry_count;
+			free(tags);
+		}
+	} else if (op->type == OP_EXPUNGE || op->type == OP_DELETE) {
+		before = remember(user, op->msg_tags, op->msg_tag_count);
+		before_count = op->msg_tag_count;
+	}
+	if (mailstate_apply(user->state, op, &why) < 0) {
+		log_warnx("replicated op %s of %s not applied: %s",
+			  op_type_name(op->type), user->name, why);
+	} else {
+		materialise_locked(user, op, before,
+				   before != NULL ? before_count : 0);
+		if (op->type == OP_APPEND)
+			resolve_uid_conflicts_locked(user);
+	}
+	free(before);
+	user->last_lsn = lsn;
+	user->ops_since_snapshot++;
+	user->version++;
+	pthread_cond_broadcast(&user->changed);
+}
+
+static void apply_record(struct user_store *store,
+			 const struct journal_record *rec)
+{
+	struct jrec jrec;
+	struct op *op = NULL;
+	struct user *user;
+	const char *why = NULL;
+
+	if (rec->type != JREC_REMOTE)
+		return;
+	if (user_store_decode_op(rec, &jrec, &op, &why) < 0) {
+		log_error("cannot apply a received record: %s", why);
+		return;
+	}
+	user = user_store_table_get(store, op->user);
+	if (user != NULL) {
+		pthread_mutex_lock(&user->lock);
+		user_set_home_locked(user, jrec.name);
+		if (user_store_prepare_locked(user, &why) < 0)
+			log_error("cannot load %s to apply a received op: %s",
+				  op->user, why);
+		else
+			apply_remote_locked(user, op, rec->lsn);
+		pthread_mutex_unlock(&user->lock);
+	}
+	jrec_clear(&jrec);
+	op_free(&op);
+}
+
+static void *applier_main(void *arg)
+{
+	struct user_store *store = arg;
+	struct journal_reader *reader;
+	struct journal_record rec;
+	const char *why = NULL;
+
+	log_thread_name("applier");
+	reader = journal_reader_new(store->journal, atomic_load(&store->applied_lsn) + 1,
+				    &why);
+	if (reader == NULL) {
+		log_error("the applier cannot read the journal: %s", why);
+		return NULL;
+	}
+	while (!atomic_load(&store->applier_stop)) {
+		int ret = journal_reader_next(reader, &rec, &why);
+
+		if (ret < 0) {
+			log_error("the applier stopped: %s", why);
+			break;
+		}
+		if (ret == 0) {
+			journal_wait_new(store->journal,
+					 journal_reader_position(reader) - 1,
+					 &store->applier_stop, 1000, NULL);
+			continue;
+		}
+		apply_record(store, &rec);
+		atomic_store(&store->applied_lsn, rec.lsn);
+	}
+	journal_reader_free(&reader);
+	return NULL;
+}
+
+uint64_t user_store_applied_lsn(struct user_store *store)
+{
+	return atomic_load(&store->applied_lsn);
+}
+
+int user_store_start_applier(struct user_store *store, const char **error_r)
+{
+	atomic_store(&store->applier_stop, false);
+	if (server_thread_start(&store->applier, true, applier_main, store) <
+	    0) {
+		*error_r = user_store_set_error("cannot start the applier: %s",
+						strerror(errno));
+		return -1;
+	}
+	store->applier_running = true;
+	return 0;
+}
+
+void user_sync_stop_applier(struct user_store *store)
+{
+	if (!store->applier_running)
+		return;
+	atomic_store(&store->applier_stop, true);
+	journal_wake(store->journal);
+	pthread_join(store->applier, NULL);
+	store->applier_running = false;
+}

@@ -1,0 +1,290 @@
+/*
+ * test_user_sync.c - two user stores, a worker and storage, exchange their
+ * journals the way sync links do: ops arrive durably, the applier applies
+ * them with their Maildir work, duplicates are dropped, and concurrent
+ * appends of a partition end with distinct UIDs on both replicas.
+ */
+#include "autoconfig.h"
+
+#include "cu_run.h"
+#include "jrec.h"
+#include "user_store.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static char *root;
+
+struct node {
+	const char *name;
+	struct user_store *store;
+	uint64_t shipped;	/* last own LSN handed to the peer */
+	char maildirs[512];
+};
+
+static void node_open(struct node *n, const char *name, bool is_storage)
+{
+	struct user_store_options opts;
+	char crdt[512];
+	const char *error = NULL;
+
+	memset(&opts, 0, sizeof(opts));
+	n->name = name;
+	snprintf(n->maildirs, sizeof(n->maildirs), "%s/%s/maildirs", root,
+		 name);
+	snprintf(crdt, sizeof(crdt), "%s/%s/crdt", root, name);
+	opts.node_name = name;
+	opts.is_storage = is_storage;
+	opts.maildir_root = n->maildirs;
+	opts.crdt_root = crdt;
+	opts.hierarchy_separator = '.';
+	n->store = NULL;
+	if (user_store_open(&opts, &n->store, &error) < 0)
+		fprintf(stderr, "open %s: %s\n", name, error);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(n->store);
+	CU_ASSERT_EQUAL_FATAL(user_store_start_applier(n->store, &error), 0);
+}
+
+/* Ships every record of from meant for to; returns how many were stored
+ * (not duplicates). */
+static int ship(struct node *from, struct node *to, bool again)
+{
+	struct journal *j = user_store_journal(from->store);
+	struct journal_reader *r;
+	struct journal_record rec;
+	const char *error = NULL;
+	int stored = 0;
+
+	r = journal_reader_new(j, again ? 1 : from->shipped + 1, &error);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	while (journal_reader_next(r, &rec, &error) == 1) {
+		struct jrec jrec;
+		uint64_t lsn;
+		int ret;
+
+		CU_ASSERT_EQUAL_FATAL(jrec_decode(&rec, &jrec, &error), 0);
+		if (user_store_record_for_peer(from->store, &jrec, to->name)) {
+			ret = user_store_receive(to->store, from->name, rec.lsn,
+						 jrec.clock, jrec.op,
+						 jrec.op_len, &lsn, &error);
+			CU_ASSERT(ret >= 0);
+			if (ret < 0)
+				fprintf(stderr, "receive: %s\n", error);
+			if (ret == 1)
+				stored++;
+			if (again)
+				CU_ASSERT_EQUAL(ret, 0);
+		}
+		jrec_clear(&jrec);
+		from->shipped = rec.lsn;
+	}
+	journal_reader_free(&r);
+	return stored;
+}
+
+static void wait_applied(struct node *n)
+{
+	struct journal *j = user_store_journal(n->store);
+
+	for (int i = 0; i < 500; i++) {
+		if (user_store_applied_lsn(n->store) >= journal_durable_lsn(j))
+			return;
+		usleep(10 * 1000);
+	}
+	CU_FAIL("the applier did not catch up");
+}
+
+static struct user *get(struct node *n, const char *user)
+{
+	const char *error = NULL;
+	struct user *u = user_store_get(n->store, user, &error);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(u);
+	return u;
+}
+
+static void append(struct user *u, const char *mailbox, const char *body)
+{
+	const char *error = NULL;
+
+	user_lock(u);
+	CU_ASSERT_EQUAL(user_append_locked(u, mailbox, body, strlen(body), 0,
+					   0, NULL, 0, NULL, NULL, &error),
+			0);
+	user_unlock(u);
+}
+
+/* The visible state of a user as text: mailboxes, UIDs, tags, flags. */
+static void describe(struct user *u, char *out, size_t size)
+{
+	const char **names = NULL;
+	size_t count = 0, len = 0;
+
+	out[0] = '\0';
+	user_lock(u);
+	mailstate_mailbox_list(user_state(u), &names, &count);
+	for (size_t i = 0; i < count; i++) {
+		struct mailstate_mailbox *box =
+			mailstate_mailbox_find(user_state(u), names[i]);
+		len += (size_t)snprintf(out + len, size - len, "%s:%u:", names[i],
+				mailstate_mailbox_uidvalidity(box));
+		for (size_t k = 0; k < mailstate_mailbox_count(box); k++) {
+			const struct mailstate_msg *m =
+				mailstate_mailbox_msg_at(box, k);
+			len += (size_t)snprintf(out + len, size - len,
+					"%u/%s/%u ", m->uid, m->tag, m->flags);
+		}
+	}
+	user_unlock(u);
+	free(names);
+}
+
+/* Names of the files in a user's INBOX cur/, sorted, as one string. */
+static void inbox_files(struct node *n, const char *user, char *out,
+			size_t size)
+{
+	char path[1024];
+	struct dirent **list = NULL;
+	int count;
+	size_t len = 0;
+
+	snprintf(path, sizeof(path), "%s/%s/cur", n->maildirs, user);
+	count = scandir(path, &list, NULL, alphasort);
+	out[0] = '\0';
+	for (int i = 0; i < count; i++) {
+		if (list[i]->d_name[0] != '.')
+			len += (size_t)snprintf(out + len, size - len, "%s ",
+						list[i]->d_name);
+		free(list[i]);
+	}
+	free(list);
+}
+
+static void test_worker_to_storage_and_back(void)
+{
+	struct node w, s;
+	struct user *uw, *us;
+	char a[4096], b[4096];
+	const struct mailstate_msg *msg;
+	const char *error = NULL;
+
+	root = cu_tempdir("pluto-sync");
+	node_open(&w, "worker-1", false);
+	node_open(&s, "storage", true);
+	w.shipped = s.shipped = 0;
+
+	uw = get(&w, "alice");
+	append(uw, "INBOX", "one");
+	append(uw, "INBOX", "two");
+	user_lock(uw);
+	CU_ASSERT_EQUAL(user_create_locked(uw, "Sent", &error), 0);
+	user_unlock(uw);
+	CU_ASSERT(ship(&w, &s, false) >= 4);
+	wait_applied(&s);
+	/* Resending everything is harmless: all duplicates. */
+	ship(&w, &s, true);
+
+	us = get(&s, "alice");
+	describe(uw, a, sizeof(a));
+	describe(us, b, sizeof(b));
+	CU_ASSERT_STRING_EQUAL(a, b);
+	inbox_files(&w, "alice", a, sizeof(a));
+	inbox_files(&s, "alice", b, sizeof(b));
+	CU_ASSERT_STRING_EQUAL(a, b);
+	CU_ASSERT(strlen(a) > 0);
+
+	/* Storage serves alice during a failover: its change goes back. */
+	user_lock(us);
+	user_set_home_locked(us, "worker-1");
+	msg = mailstate_mailbox_msg_at(
+		mailstate_mailbox_find(user_state(us), "INBOX"), 0);
+	CU_ASSERT_EQUAL(user_store_flags_locked(
+				us, mailstate_mailbox_find(user_state(us),
+							   "INBOX"),
+				&msg, 1, MAILSTATE_STORE_ADD, OP_FLAG_SEEN, NULL,
+				0, &error),
+			0);
+	user_unlock(us);
+	CU_ASSERT_EQUAL(ship(&s, &w, false), 1);
+	wait_applied(&w);
+	describe(uw, a, sizeof(a));
+	describe(us, b, sizeof(b));
+	CU_ASSERT_STRING_EQUAL(a, b);
+	inbox_files(&w, "alice", a, sizeof(a));
+	inbox_files(&s, "alice", b, sizeof(b));
+	CU_ASSERT_STRING_EQUAL(a, b);
+	CU_ASSERT_PTR_NOT_NULL(strstr(a, ":2,S"));
+
+	user_store_free(&w.store);
+	user_store_free(&s.store);
+	cu_rmtree(root);
+	free(root);
+}
+
+static void test_partition_uid_conflict(void)
+{
+	struct node w, s;
+	struct user *uw, *us;
+	char a[4096], b[4096];
+
+	root = cu_tempdir("pluto-sync");
+	node_open(&w, "worker-1", false);
+	node_open(&s, "storage", true);
+	w.shipped = s.shipped = 0;
+	uw = get(&w, "bob");
+	append(uw, "INBOX", "before");
+	ship(&w, &s, false);
+	wait_applied(&s);
+	us = get(&s, "bob");
+	user_lock(us);
+	user_set_home_locked(us, "worker-1");
+	user_unlock(us);
+
+	/* Both accept an append while the link is down: both pick UID 2. */
+	append(uw, "INBOX", "at the worker");
+	append(us, "INBOX", "at storage");
+	ship(&w, &s, false);
+	ship(&s, &w, false);
+	wait_applied(&w);
+	wait_applied(&s);
+	/* The worker renumbered one of them; that ships to storage. */
+	ship(&w, &s, false);
+	wait_applied(&s);
+
+	describe(uw, a, sizeof(a));
+	describe(us, b, sizeof(b));
+	CU_ASSERT_STRING_EQUAL(a, b);
+	CU_ASSERT_PTR_NOT_NULL(strstr(a, "1/"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(a, "2/"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(a, "3/"));
+	inbox_files(&w, "bob", a, sizeof(a));
+	inbox_files(&s, "bob", b, sizeof(b));
+	CU_ASSERT_STRING_EQUAL(a, b);
+
+	/* A reopened worker replays received ops as well. */
+	describe(uw, b, sizeof(b));
+	user_store_free(&w.store);
+	node_open(&w, "worker-1", false);
+	uw = get(&w, "bob");
+	describe(uw, a, sizeof(a));
+	CU_ASSERT_STRING_EQUAL(a, b);
+	user_store_free(&w.store);
+	user_store_free(&s.store);
+	cu_rmtree(root);
+	free(root);
+}
+
+static CU_TestInfo tests[] = {
+	{ "worker to storage and back", test_worker_to_storage_and_back },
+	{ "partition UID conflict", test_partition_uid_conflict },
+	CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+	return cu_run("user_sync", tests);
+}
