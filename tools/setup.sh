@@ -18,9 +18,12 @@ builddir=${PLUTO_BUILDDIR:-$srcdir/build}
 configure_flags=${PLUTO_CONFIGURE_FLAGS:-}
 jobs=$(nproc 2>/dev/null || echo 2)
 
-# What building and testing need, by Debian package name.
+# What building and testing need, by Debian package name: the build,
+# certtool for certificate checks, a PostgreSQL server for the AuthPostgres
+# tests, curl as an independent IMAP client, and Dovecot to compare with.
 packages="gcc make autoconf automake pkgconf libgnutls28-dev gnutls-bin
-libiniparser-dev libcunit1-dev libcrypt-dev libpq-dev python3"
+libiniparser-dev libcunit1-dev libcrypt-dev libpq-dev python3 curl
+postgresql dovecot-imapd"
 
 say() { printf 'setup: %s\n' "$*"; }
 
