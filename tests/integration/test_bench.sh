@@ -12,6 +12,7 @@
 set -u
 
 top_builddir=${top_builddir:-$(cd "$(dirname "$0")/../.." && pwd)}
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 BENCH=${PLUTO_BENCH:-$top_builddir/pluto-bench}
 checks=0
 
@@ -287,6 +288,24 @@ for mode in implicit starttls; do
 	csv_rows "$total"
 	ok "$mode: mixed ($total requests)"
 done
+
+# Latency CDFs of two runs, when gnuplot is there to draw them.
+if command -v gnuplot >/dev/null 2>&1; then
+	bench 0 -p "$port_tls" --insecure --clients 2 --runs 10 --csv "$csv"
+	cp "$csv" "$tmp/one.csv"
+	bench 0 -p "$port_tls" --insecure --clients 2 --runs 10 --csv "$csv" \
+		--msg-size 20000
+	cp "$csv" "$tmp/two.csv"
+	timeout 60 sh "$top_srcdir/tests/bench/plot-cdf.sh" -c APPEND \
+		-o "$tmp/cdf" "$tmp/one.csv" "$tmp/two.csv" >"$out" 2>&1 ||
+		fail "plot-cdf.sh: $(cat "$out")"
+	head -c 8 "$tmp/cdf.png" | od -An -c | grep -q 'P   N   G' ||
+		fail "plot-cdf.sh wrote no PNG"
+	grep -q '<svg' "$tmp/cdf.svg" || fail "plot-cdf.sh wrote no SVG"
+	ok "latency CDF plotted as PNG and SVG"
+else
+	echo "# gnuplot not installed: the CDF plot is not checked"
+fi
 
 # Certificates are verified: against our self-signed certificate they
 # pass, against the system store they do not.
