@@ -24,17 +24,30 @@
 #include <time.h>
 #include <unistd.h>
 
+static char *outer;	/* a private directory holding base */
 static char *base;	/* the MaildirRoot of the current test */
 
+/* base lives inside a private directory, so that a test can watch
+ * base's parent without seeing other tests' temporary files. */
 static void setup(void)
 {
-	base = cu_tempdir("test_maildir");
+	size_t len;
+
+	outer = cu_tempdir("test_maildir");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(outer);
+	len = strlen(outer) + sizeof("/root");
+	base = malloc(len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(base);
+	snprintf(base, len, "%s/root", outer);
+	CU_ASSERT_EQUAL_FATAL(mkdir(base, 0700), 0);
 }
 
 static void teardown(void)
 {
-	cu_rmtree(base);
+	cu_rmtree(outer);
+	free(outer);
 	free(base);
+	outer = NULL;
 	base = NULL;
 }
 
