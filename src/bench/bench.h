@@ -140,8 +140,8 @@ int bench_expand_pattern(const char *pattern, unsigned int id, char *out,
 			 size_t size);
 
 /* Builds a message of exactly size bytes (or just the header block, about
- * 250 bytes, when size is smaller) with CRLF lines into a newly allocated buffer the caller frees.  Returns
- * NULL when out of memory. */
+ * 250 bytes, when size is smaller) with CRLF lines, in a newly allocated
+ * buffer the caller frees.  Returns NULL when out of memory. */
 char *bench_make_message(size_t size, unsigned int client, uint64_t seq,
 			 size_t *len_r);
 

@@ -491,12 +491,18 @@ static enum bench_status client_lag(struct bench_client *c,
 				    struct bench_conn *lag_conn, uint64_t seq)
 {
 	const struct bench_opts *o = c->run->opts;
-	uint32_t before = lag_conn->exists;
 	enum bench_status status;
 	struct bench_sample s;
 	struct timespec pause;
 	uint64_t ok_at, now;
+	uint32_t before;
 
+	if (lag_conn == NULL) {
+		client_error(c, "LAG: no second connection");
+		c->failed = true;
+		return BENCH_STATUS_ERR;
+	}
+	before = lag_conn->exists;
 	status = client_append(c, conn, seq, true);
 	if (status != BENCH_STATUS_OK)
 		return status;

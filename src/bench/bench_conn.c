@@ -771,6 +771,7 @@ static int conn_wait_response(struct bench_conn *c, bool want_continuation,
 					      " (BYE)" : "");
 		if (ret <= 0)
 			return -1;
+		c->cmd_literal_bytes += c->literal_bytes;
 		ret = conn_classify(c, status_r);
 		if (ret == 1)
 			return 1;
@@ -805,6 +806,7 @@ enum bench_status bench_conn_command(struct bench_conn *c,
 	snprintf(c->tag, sizeof(c->tag), "b%u", c->tag_seq);
 	snprintf(tagsp, sizeof(tagsp), "%s ", c->tag);
 	c->fetch_count = 0;
+	c->cmd_literal_bytes = 0;
 
 	start = bench_now_us();
 	*start_us_r = start;

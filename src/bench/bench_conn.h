@@ -86,6 +86,7 @@ struct bench_conn {
 	uint32_t exists;
 	bool exists_seen;
 	unsigned int fetch_count;	/* "* n FETCH" since the last command */
+	uint64_t cmd_literal_bytes;	/* literal bytes since then */
 	bool caps_known;
 	bool cap_literal_plus;
 	bool cap_starttls;

@@ -457,6 +457,8 @@ int main(int argc, char **argv)
 	threads = calloc(opts.clients, sizeof(*threads));
 	if (clients == NULL || threads == NULL) {
 		fprintf(stderr, "pluto-bench: out of memory\n");
+		free(clients);
+		free(threads);
 		return 1;
 	}
 
@@ -470,6 +472,8 @@ int main(int argc, char **argv)
 	if (pthread_attr_init(&attr) != 0 ||
 	    pthread_attr_setstacksize(&attr, BENCH_STACK_SIZE) != 0) {
 		fprintf(stderr, "pluto-bench: cannot set the stack size\n");
+		free(clients);
+		free(threads);
 		return 1;
 	}
 	for (i = 0; i < opts.clients; i++) {

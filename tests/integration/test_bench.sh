@@ -183,7 +183,8 @@ for _ in $(seq 1 100); do
 	fi
 	sleep 0.1
 done
-[ "$up" = yes ] || fail "dovecot is not listening: $(tail -5 "$tmp/dovecot.log")"
+[ "$up" = yes ] ||
+	fail "dovecot is not listening: $(tail -5 "$tmp/dovecot.log")"
 ok "private dovecot on 127.0.0.1:$port_tls (imaps) and :$port_starttls"
 
 out=$tmp/out
@@ -212,10 +213,12 @@ bench() {
 
 # count COMMAND / errors COMMAND: columns of the summary table.
 count() {
-	awk -v c="$1" '$1 == c { print $2; found = 1 } END { if (!found) print 0 }' "$out"
+	awk -v c="$1" '$1 == c { print $2; found = 1 }
+		END { if (!found) print 0 }' "$out"
 }
 errors() {
-	awk -v c="$1" '$1 == c { print $3; found = 1 } END { if (!found) print -1 }' "$out"
+	awk -v c="$1" '$1 == c { print $3; found = 1 }
+		END { if (!found) print -1 }' "$out"
 }
 
 # expect COMMAND N: the summary counts N requests of COMMAND, none failed.
@@ -324,14 +327,14 @@ ok "an unverifiable certificate fails"
 
 # Replication lag, here between the two listeners of one server.
 bench 0 -p "$port_tls" --tls implicit --insecure --workload lag \
-	--lag-port "$port_starttls" --lag-tls starttls --clients 2 --user-range 1-2 --runs 3 \
+	--lag-port "$port_starttls" --lag-tls starttls --clients 2 \
+	--user-range 1-2 --runs 3 \
 	--csv "$csv"
 expect APPEND 6; expect LAG 6
 csv_rows 16
 ok "lag"
 
-# A literal-plus run, and LOGIN by literal would need 8-bit names; at
-# least check --literal-plus takes Dovecot's LITERAL+.
+# Dovecot advertises LITERAL+: the non-synchronising path must work too.
 bench 0 -p "$port_tls" --tls implicit --insecure --literal-plus --runs 3 \
 	--csv "$csv"
 expect APPEND 3
