@@ -178,7 +178,7 @@ int imapd_parse_opening(const char *line, size_t len,
 	if (pos >= len)
 		return 0;
 	if (!next_token(line, len, &pos, &tok, &tlen) ||
-	    tlen > CONFIG_NODE_NAME_MAX) {
+	    tlen > CONFIG_NODE_NAME_MAX || memchr(tok, '\0', tlen) != NULL) {
 		*error_r = "Invalid worker name";
 		return -1;
 	}
