@@ -20,10 +20,11 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # What building and testing need, by Debian package name: the build,
 # certtool for certificate checks, a PostgreSQL server for the AuthPostgres
-# tests, curl as an independent IMAP client, and Dovecot to compare with.
+# tests, curl as an independent IMAP client, Dovecot to compare with and
+# gnuplot for pluto-bench's latency plots.
 packages="gcc make autoconf automake pkgconf libgnutls28-dev gnutls-bin
 libiniparser-dev libcunit1-dev libcrypt-dev libpq-dev python3 curl
-postgresql dovecot-imapd"
+postgresql dovecot-imapd gnuplot-nox"
 
 say() { printf 'setup: %s\n' "$*"; }
 
