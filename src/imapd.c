@@ -296,6 +296,13 @@ static void imapd_handle(struct server_conn *sc, void *ctx)
 		conn_close(&conn);
 		return;
 	}
+	if (o.worker[0] != '\0') {
+		/* Storage standing in for a worker: this user's changes go
+		 * back to that worker when it returns. */
+		user_lock(user);
+		user_set_home_locked(user, o.worker);
+		user_unlock(user);
+	}
 	session = imap_session_new(conn, user, imapd.config, imapd.server);
 	if (session == NULL) {
 		log_error("out of memory for a session");
@@ -357,6 +364,7 @@ static int imapd_start(const struct pluto_config *config,
 
 	memset(&opts, 0, sizeof(opts));
 	opts.node_name = node->name;
+	opts.is_storage = storage;
 	opts.maildir_root = node->maildir_root;
 	opts.crdt_root = node->crdt_root;
 	opts.hierarchy_separator = config->hierarchy_separator;
