@@ -24,7 +24,7 @@
  *     empty line, everything is header and the body is empty.
  *   - A missing or invalid Content-Type is text/plain; charset=us-ascii
  *     (message/rfc822 inside multipart/digest).
- *   - multipart/* without a boundary parameter, and multipart/* or
+ *   - multipart/any without a boundary parameter, and multipart/any or
  *     message/rfc822 parts beyond MIME_MAX_DEPTH levels or after
  *     MIME_MAX_PARTS parts, are leaves of type application/octet-stream:
  *     their contents are not parsed.
@@ -122,7 +122,7 @@ int mime_envelope(const struct mime_message *m, struct buf *out);
  * without the label, as RFC 3501 section 7.4.2 lays it out.  Types,
  * subtypes and parameter names/values are as written in the message
  * (defaults are lower-case "text" "plain" ("charset" "us-ascii") and
- * "7bit").  Leaves carry size in bytes, text/* also the line count (LF
+ * "7bit").  Leaves carry size in bytes, text/any also the line count (LF
  * count), message/rfc822 also the encapsulated ENVELOPE, BODY[STRUCTURE]
  * and line count.  The extension data are: for leaves md5 (the
  * Content-MD5 value or NIL) disposition language location; for multiparts
@@ -152,9 +152,9 @@ int mime_bodystructure(const struct mime_message *m, struct buf *out,
  *   [n...HEADER] etc. need part n... to be message/rfc822 and refer to the
  *                    encapsulated message
  *
- * Returns 1 with *data_r/*len_r set (pointing into the message or into
+ * Returns 1 with *data_r, *len_r set (pointing into the message or into
  * scratch, which is reset first when used), 0 when the section does not
- * exist (*data_r/*len_r are then an empty string: the RFC asks for "" in
+ * exist (*data_r, *len_r are then an empty string: the RFC asks for "" in
  * that case), -1 on ENOMEM/EOVERFLOW.
  */
 int mime_section(const struct mime_message *m, const uint32_t *parts,
@@ -164,7 +164,7 @@ int mime_section(const struct mime_message *m, const uint32_t *parts,
 		 size_t *len_r);
 
 /*
- * BODY[...]<offset.length>: narrows *data/*len to the bytes from offset
+ * BODY[...]<offset.length>: narrows *data, *len to the bytes from offset
  * on, at most length of them (empty when offset is past the end).  The
  * response label is then "BODY[...]<offset>".
  */
@@ -175,7 +175,7 @@ void mime_partial(const unsigned char **data, size_t *len, uint32_t offset,
  * Raw value of the index-th (0-based) header field called name
  * (case-insensitive) of the top-level message: the bytes after the colon
  * up to the end of the field, folds included, line end excluded.  Returns
- * true and sets *value_r/*len_r (pointing into the message) when found.
+ * true and sets *value_r, *len_r (pointing into the message) when found.
  */
 bool mime_header_get(const struct mime_message *m, const char *name,
 		     unsigned index, const unsigned char **value_r,
@@ -202,7 +202,7 @@ int mime_header_decode(const unsigned char *value, size_t len,
  *   matches every message that has the field (SEARCH HEADER name "").
  *   FROM/TO/CC/BCC/SUBJECT are this with those names.
  * mime_body_contains (SEARCH BODY): the body of the message contains
- *   needle: each text/* leaf part is searched after undoing its
+ *   needle: each text/any leaf part is searched after undoing its
  *   Content-Transfer-Encoding (quoted-printable, base64; others raw) and,
  *   for iso-8859-1, converting to UTF-8; the headers of encapsulated
  *   message/rfc822 messages are searched decoded.  Other leaves
