@@ -1,8 +1,8 @@
 /*
  * cmd_any.c - commands valid in any state of a worker or storage session:
- * CAPABILITY, NOOP, LOGOUT, ID, ENABLE, NAMESPACE, and the authentication
- * commands, which are refused because the distributor authenticated the
- * user before the session was opened.
+ * CAPABILITY, NOOP, LOGOUT, ID, ENABLE, NAMESPACE, IDLE, and the
+ * authentication commands, which are refused because the distributor
+ * authenticated the user before the session was opened.
  */
 #include "autoconfig.h"
 
@@ -62,4 +62,14 @@ void cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
 	imap_session_append_string(s, &s->sep, 1);
 	imap_session_printf(s, ")) NIL NIL\r\n");
 	imap_session_result(s, IMAP_RESULT_OK, "NAMESPACE completed");
+}
+
+/* RFC 2177.  The handler only starts IDLE: the session's read loop runs
+ * it (it needs the input buffer, to find the DONE) and answers the tag. */
+void cmd_idle(struct imap_session *s, const struct imap_command *cmd)
+{
+	(void)cmd;
+	imap_session_printf(s, "+ idling\r\n");
+	imap_session_result(s, IMAP_RESULT_OK, "IDLE terminated");
+	s->idling = true;
 }

@@ -12,10 +12,19 @@
 
 #include "imap_cmd.h"
 
+#include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "user_store.h"
+
+/* Output beyond this is written while a command reading messages has the
+ * user's lock dropped, so that FETCH 1:* BODY[] does not pile up a whole
+ * mailbox in memory. */
+#define CMD_FLUSH_AT ((size_t)256 * 1024)
 
 #define S_ANY IMAP_STATES_ANY
 #define S_SEL IMAP_STATE_SELECTED
@@ -46,9 +55,9 @@ static const struct imap_cmd_def cmd_table[IMAP_CMD_COUNT] = {
 	{ IMAP_CMD_SEARCH, NULL, S_SEL, F_NOEXP },
 	{ IMAP_CMD_FETCH, NULL, S_SEL, F_NOEXP },
 	{ IMAP_CMD_STORE, cmd_store, S_SEL, F_NOEXP | F_WRITE },
-	{ IMAP_CMD_COPY, NULL, S_SEL, 0 },
-	{ IMAP_CMD_MOVE, NULL, S_SEL, F_WRITE },
-	{ IMAP_CMD_IDLE, NULL, S_ANY, 0 },
+	{ IMAP_CMD_COPY, cmd_copy, S_SEL, 0 },
+	{ IMAP_CMD_MOVE, cmd_copy, S_SEL, F_WRITE },
+	{ IMAP_CMD_IDLE, cmd_idle, S_ANY, 0 },
 	{ IMAP_CMD_UNSELECT, cmd_unselect, S_SEL, 0 },
 	{ IMAP_CMD_NAMESPACE, cmd_namespace, S_ANY, 0 },
 	{ IMAP_CMD_ID, cmd_id, S_ANY, 0 },
@@ -73,6 +82,69 @@ int imap_cmd_mailbox_arg(struct imap_session *s, const struct imap_string *arg,
 				    "%s", error);
 		return -1;
 	}
+	return 0;
+}
+
+int imap_cmd_read_message_locked(struct imap_session *s,
+				 struct mailstate_mailbox *box,
+				 const struct mailstate_msg *msg,
+				 unsigned char **data_r, size_t *len_r,
+				 const char **error_r)
+{
+	unsigned char *data;
+	uint64_t size;
+	size_t len = 0;
+	int fd;
+
+	*data_r = NULL;
+	*len_r = 0;
+	if (user_message_open_locked(s->user, box, msg, &fd, &size,
+				     error_r) < 0)
+		return -1;
+	if (size > IMAP_CMD_MESSAGE_MAX) {
+		close(fd);
+		*error_r = "Message too large to read";
+		return -1;
+	}
+	/* One more byte than needed, so that an empty message is not a
+	 * zero-byte allocation. */
+	data = malloc((size_t)size + 1);
+	if (data == NULL) {
+		close(fd);
+		*error_r = "Out of memory";
+		return -1;
+	}
+	user_unlock(s->user);
+	while (len < (size_t)size) {
+		ssize_t n = pread(fd, data + len, (size_t)size - len,
+				  (off_t)len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (s->out.len >= CMD_FLUSH_AT && imap_session_flush(s) < 0)
+		s->closing = true;
+	user_lock(s->user);
+	if (len < (size_t)size) {
+		/* Message files are written once and never change: a short
+		 * read is an I/O error. */
+		log_warnx("short read of a message file of %s",
+			  user_name(s->user));
+		free(data);
+		*error_r = "Cannot read the message";
+		return -1;
+	}
+	if (s->closing) {
+		free(data);
+		*error_r = "Connection lost";
+		return -1;
+	}
+	*data_r = data;
+	*len_r = len;
 	return 0;
 }
 
@@ -119,6 +191,16 @@ void imap_cmd_execute(struct imap_session *s, const struct imap_command *cmd)
 	}
 	imap_session_sync_locked(s, allow_expunge);
 	user_unlock(s->user);
+
+	if (s->idling) {
+		/* IDLE answers once the client said DONE (imap_session.c). */
+		s->idle_tag = strdup(cmd->tag);
+		if (s->idle_tag == NULL) {
+			s->idling = false;
+			s->out_failed = true;
+		}
+		return;
+	}
 
 	if (s->result == IMAP_RESULT_NONE) {
 		/* A handler that forgot to answer is a bug; answering

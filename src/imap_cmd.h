@@ -44,7 +44,10 @@ void imap_cmd_execute(struct imap_session *s, const struct imap_command *cmd);
 
 /* The capabilities this server implements, for CAPABILITY. */
 #define IMAP_CAPABILITIES \
-	"IMAP4rev1 LITERAL+ ID ENABLE NAMESPACE UNSELECT"
+	"IMAP4rev1 LITERAL+ ID ENABLE NAMESPACE UNSELECT UIDPLUS MOVE IDLE"
+
+/* The largest message file a command reads into memory. */
+#define IMAP_CMD_MESSAGE_MAX ((uint64_t)1024 * 1024 * 1024)
 
 /* Validates a mailbox argument into its canonical name.  On failure sets
  * the NO answer and returns -1. */
@@ -58,9 +61,25 @@ int imap_cmd_mailbox_arg(struct imap_session *s, const struct imap_string *arg,
 int imap_cmd_expunge_deleted_locked(struct imap_session *s, const size_t *idx,
 				    size_t count, const char **error_r);
 
+/*
+ * Reads the whole of msg (in box) into *data_r (caller frees) and its
+ * length into *len_r.  Called holding the user's lock, it drops the lock
+ * while reading the file (and writes out buffered output when much has
+ * piled up) and takes it again before returning, so every pointer into
+ * the state the caller held is stale afterwards: look messages up again
+ * through the view.  Returns 0, or -1 with *error_r (a NO text; lock held
+ * either way).  When the connection failed meanwhile it returns -1 with
+ * s->closing set.
+ */
+int imap_cmd_read_message_locked(struct imap_session *s,
+				 struct mailstate_mailbox *box,
+				 const struct mailstate_msg *msg,
+				 unsigned char **data_r, size_t *len_r,
+				 const char **error_r);
+
 /* cmd_any.c: any state. */
 imap_cmd_handler cmd_capability, cmd_noop, cmd_logout, cmd_no_auth, cmd_id,
-	cmd_enable, cmd_namespace;
+	cmd_enable, cmd_namespace, cmd_idle;
 /* cmd_mailbox.c: mailboxes and subscriptions. */
 imap_cmd_handler cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
 	cmd_list, cmd_status;
@@ -68,5 +87,7 @@ imap_cmd_handler cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
 imap_cmd_handler cmd_select, cmd_close, cmd_unselect, cmd_check;
 /* cmd_message.c: messages. */
 imap_cmd_handler cmd_append, cmd_expunge, cmd_store;
+/* cmd_copy.c: COPY, MOVE and their UID forms. */
+imap_cmd_handler cmd_copy;
 
 #endif

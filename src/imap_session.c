@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "imap_cmd.h"
 #include "log.h"
@@ -100,6 +101,7 @@ void imap_session_free(struct imap_session **sp)
 	if (s == NULL)
 		return;
 	view_free(&s->view);
+	free(s->idle_tag);
 	imap_parser_free(&s->parser);
 	buf_free(&s->out);
 	buf_free(&s->result_text);
@@ -761,6 +763,149 @@ static int wait_input(struct imap_session *s, unsigned idle_ms)
 	return ret == 0 ? 0 : 1;
 }
 
+/* ------------------------------------------------------------------ */
+/* IDLE */
+
+/* How long one wait for a change lasts before the socket is looked at
+ * again, which is the most a DONE waits to be noticed.  A change is seen
+ * at once: user_wait_change() wakes on it. */
+#define IDLE_POLL_MS 40
+/* Bytes an idling client may send without ending a line: DONE is 6. */
+#define IDLE_LINE_MAX 1024
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000U + (uint64_t)ts.tv_nsec / 1000000U;
+}
+
+static void idle_end(struct imap_session *s, const char *answer)
+{
+	imap_session_printf(s, "%s %s\r\n", s->idle_tag, answer);
+	free(s->idle_tag);
+	s->idle_tag = NULL;
+	s->idling = false;
+}
+
+/*
+ * Looks for the line that ends IDLE in ibuf[*ipos, ilen).  Returns 1 when
+ * IDLE ended (the line is consumed: DONE answers OK, anything else BAD),
+ * 0 when the line is not complete yet, -1 when the client sent more than
+ * a line can be without ending it (the session ends).
+ */
+static int idle_input(struct imap_session *s, const unsigned char *ibuf,
+		      size_t *ipos, size_t ilen)
+{
+	const unsigned char *p = ibuf + *ipos, *lf;
+	size_t n = ilen - *ipos, len;
+
+	lf = memchr(p, '\n', n);
+	if (lf == NULL) {
+		if (n <= IDLE_LINE_MAX)
+			return 0;
+		idle_end(s, "BAD Expected DONE");
+		log_info("closing session: overlong line during IDLE");
+		return -1;
+	}
+	len = (size_t)(lf - p);
+	*ipos += len + 1;
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
+	if (len == 4 && strncasecmp((const char *)p, "DONE", 4) == 0)
+		idle_end(s, "OK IDLE terminated");
+	else
+		idle_end(s, "BAD Expected DONE to end IDLE");
+	return 1;
+}
+
+/*
+ * Runs IDLE after its "+ idling": reports changes of the selected mailbox
+ * as they happen until the client sends DONE.  Input goes to ibuf
+ * (SESSION_READ_SIZE bytes, [*ipos, *ilen) unread), so that commands the
+ * client pipelined after DONE reach the parser.  Returns 0 when IDLE
+ * ended and the session goes on, -1 when the session ends (idle timeout,
+ * connection lost, server stopping, selected mailbox gone).
+ *
+ * There is no single wait for both a change and input, so the session
+ * alternates: user_wait_change() for at most IDLE_POLL_MS (it returns as
+ * soon as anything of the user changes), then a look at the socket.
+ */
+static int idle_run(struct imap_session *s, unsigned char *ibuf,
+		    size_t *ipos, size_t *ilen, unsigned idle_ms)
+{
+	uint64_t deadline = now_ms() + idle_ms;
+	uint64_t seen = s->view.version;
+	const char *error = "";
+
+	for (;;) {
+		size_t got;
+		int ret, timeout = IDLE_POLL_MS;
+
+		if (s->closing || s->out_failed) {
+			(void)imap_session_flush(s);
+			return -1;
+		}
+		ret = idle_input(s, ibuf, ipos, *ilen);
+		if (ret != 0) {
+			(void)imap_session_flush(s);
+			return ret < 0 ? -1 : 0;
+		}
+		if (imap_session_flush(s) < 0)
+			return -1;
+		if (stopping(s)) {
+			say_bye(s, "Server shutting down");
+			return -1;
+		}
+		/* Keep the partial line at the start of the buffer. */
+		if (*ipos > 0) {
+			memmove(ibuf, ibuf + *ipos, *ilen - *ipos);
+			*ilen -= *ipos;
+			*ipos = 0;
+		}
+		if (s->state != IMAP_STATE_SELECTED) {
+			timeout = 1000;	/* nothing to report: wait for DONE */
+		} else if (!conn_pending(s->conn)) {
+			uint64_t t0 = now_ms(), v;
+
+			v = user_wait_change(s->user, seen, IDLE_POLL_MS);
+			if (v != seen) {
+				user_lock(s->user);
+				imap_session_sync_locked(s, true);
+				user_unlock(s->user);
+				seen = v;
+				continue;
+			}
+			/* Back at once without a change: woken for a
+			 * shutdown, which the next round notices.  Wait on
+			 * the socket then, not to spin meanwhile. */
+			if (now_ms() - t0 >= IDLE_POLL_MS / 2)
+				timeout = 0;
+		}
+		ret = wait_input(s, (unsigned)timeout);
+		if (ret < 0) {
+			read_failed(s, CONN_WOKEN, "");
+			return -1;
+		}
+		if (ret == 0) {
+			if (now_ms() >= deadline) {
+				read_failed(s, CONN_TIMEOUT, "");
+				return -1;
+			}
+			continue;
+		}
+		ret = conn_read_some(s->conn, ibuf + *ilen,
+				     SESSION_READ_SIZE - *ilen, &got, &error);
+		if (ret != CONN_OK) {
+			read_failed(s, ret, error);
+			return -1;
+		}
+		*ilen += got;
+		deadline = now_ms() + idle_ms;
+	}
+}
+
 void imap_session_run(struct imap_session *s)
 {
 	unsigned char *ibuf = malloc(SESSION_READ_SIZE);
@@ -822,6 +967,9 @@ void imap_session_run(struct imap_session *s)
 		}
 		imap_cmd_execute(s, cmd);
 		imap_command_free(&cmd);
+		if (s->idling &&
+		    idle_run(s, ibuf, &ipos, &ilen, idle_ms) < 0)
+			break;
 		if (s->closing) {
 			(void)imap_session_flush(s);
 			break;

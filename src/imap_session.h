@@ -97,6 +97,12 @@ struct imap_session {
 	 * (LOGOUT, or the selected mailbox vanished). */
 	bool closing;
 
+	/* IDLE (RFC 2177): set by its handler; the read loop then waits
+	 * for DONE, reporting changes as they happen, and answers with
+	 * idle_tag (owned) when it ends. */
+	bool idling;
+	char *idle_tag;
+
 	/* The tagged answer of the command being run, which the dispatcher
 	 * writes after the untagged updates. */
 	enum imap_result result;
