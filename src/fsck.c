@@ -441,7 +441,8 @@ static void flags_text(const struct mailstate_msg *m, char *out, size_t size)
 	}
 	if (n > MAILSTATE_KEYWORDS_MAX)
 		n = MAILSTATE_KEYWORDS_MAX;
-	qsort(kw, n, sizeof(kw[0]), cmp_casestr);
+	if (n > 1)
+		qsort(kw, n, sizeof(kw[0]), cmp_casestr);
 	for (size_t i = 0; i < n && len < size; i++)
 		len += (size_t)snprintf(out + len, size - len, "%s%s",
 					len > 0 ? " " : "", kw[i]);
@@ -461,7 +462,8 @@ sorted_msgs(const struct mailstate_mailbox *box, size_t *count_r)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
 		v[i] = mailstate_mailbox_msg_at(box, i);
-	qsort(v, n, sizeof(*v), cmp_msg_tag);
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_msg_tag);
 	return v;
 }
 
@@ -678,7 +680,8 @@ static int list_maildir(const struct fsck_node *node, const char *user,
 			goto fail;
 	}
 	closedir(d);
-	qsort(fs->items, fs->count, sizeof(*fs->items), cmp_str);
+	if (fs->count > 1)
+		qsort(fs->items, fs->count, sizeof(*fs->items), cmp_str);
 	return 0;
 fail:
 	*error_r = set_error("%s: cannot read the Maildir of %s: %s",
@@ -792,7 +795,8 @@ int fsck_compare_all(struct fsck_node *a, struct fsck_node *b, FILE *out,
 		if (find_user(a, b->users[i].name) == NULL)
 			names[n++] = b->users[i].name;
 	}
-	qsort(names, n, sizeof(*names), cmp_str);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), cmp_str);
 	for (size_t i = 0; ret == 0 && i < n; i++) {
 		bool in_a = find_user(a, names[i]) != NULL;
 		bool in_b = find_user(b, names[i]) != NULL;

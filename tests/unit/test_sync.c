@@ -715,6 +715,11 @@ static void rename_x_y(struct node *n)
 	op_rename(n, U, "X", "Y");
 }
 
+static void rename_x_z(struct node *n)
+{
+	op_rename(n, U, "X", "Z");
+}
+
 static void store_seen(struct node *n)
 {
 	op_store(n, U, "INBOX", MAILSTATE_STORE_ADD, OP_FLAG_SEEN);
@@ -768,6 +773,22 @@ static void check_rename_delete(struct node *w)
 	CU_ASSERT_EQUAL(box_count(w, U, "Y"), 0);
 }
 
+/* The message is in exactly one place, the same on both (converge
+ * compared them). */
+static void check_rename_rename(struct node *w)
+{
+	size_t y = box_count(w, U, "Y"), z = box_count(w, U, "Z");
+
+	CU_ASSERT_EQUAL(box_count(w, U, "X"), (size_t)-1);
+	CU_ASSERT((y == 1 && (z == 0 || z == (size_t)-1)) ||
+		  (z == 1 && (y == 0 || y == (size_t)-1)));
+}
+
+static void check_rename_delete_both(struct node *w)
+{
+	CU_ASSERT_EQUAL(box_count(w, U, "X"), (size_t)-1);
+}
+
 static void check_expunged(struct node *w)
 {
 	CU_ASSERT_EQUAL(box_count(w, U, "INBOX"), 0);
@@ -807,6 +828,10 @@ static const struct pair pairs[] = {
 	  check_rename_append },
 	{ "rename || delete", setup_box_x, rename_x_y, delete_x,
 	  check_rename_delete },
+	{ "rename || rename", setup_box_x, rename_x_y, rename_x_z,
+	  check_rename_rename },
+	{ "delete || delete", setup_box_x, delete_x, delete_x,
+	  check_rename_delete_both },
 	{ "store || expunge", setup_inbox_msg, store_seen, expunge_first,
 	  check_expunged },
 	{ "store +a || store +b", setup_inbox_msg, store_seen, store_flagged,
@@ -1262,6 +1287,80 @@ static void test_start_errors(void)
 	teardown_cluster();
 }
 
+/*
+ * Replication lag: from the moment the worker's APPEND returns (the
+ * client would get its OK) until storage has applied it.  Prints the
+ * median and p99; tests/bench/repl-lag.sh runs more samples.  The only
+ * assertion is a generous bound, so a loaded CI machine cannot fail it.
+ */
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int64_t us_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void test_lag(void)
+{
+	const char *env = getenv("PLUTO_LAG_SAMPLES");
+	size_t n = env != NULL ? (size_t)strtoul(env, NULL, 10) : 200;
+	int64_t *lag;
+	struct user *us;
+
+	if (n == 0 || n > 1000000)
+		n = 200;
+	lag = calloc(n, sizeof(*lag));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(lag);
+	setup_cluster();
+	node_open(&W);
+	node_open(&S);
+	node_sync(&W);
+	node_sync(&S);
+	op_append(&W, "lag", "INBOX", "warm-up");
+	converge("lag");
+	us = get(&S, "lag");
+	for (size_t i = 0; i < n; i++) {
+		int64_t t0, t1;
+
+		op_append(&W, "lag", "INBOX", "Subject: lag\r\n\r\nprobe\r\n");
+		t0 = us_now();
+		while (box_count(&S, "lag", "INBOX") < i + 2) {
+			uint64_t seen;
+
+			user_lock(us);
+			seen = user_version_locked(us);
+			user_unlock(us);
+			if (box_count(&S, "lag", "INBOX") >= i + 2)
+				break;
+			user_wait_change(us, seen, 1000);
+			if (us_now() - t0 > 10 * 1000000)
+				break;
+		}
+		t1 = us_now();
+		lag[i] = t1 - t0;
+		usleep(2000);
+	}
+	qsort(lag, n, sizeof(*lag), cmp_i64);
+	fprintf(stderr, "\nreplication lag over %zu appends: median %lld us, "
+		"p99 %lld us, max %lld us\n",
+		n, (long long)lag[n / 2], (long long)lag[(n * 99) / 100],
+		(long long)lag[n - 1]);
+	CU_ASSERT(lag[(n * 99) / 100] < 2 * 1000000);
+	free(lag);
+	node_close(&W);
+	node_close(&S);
+	teardown_cluster();
+}
+
 int main(void)
 {
 	CU_TestInfo tests[] = {
@@ -1272,9 +1371,16 @@ int main(void)
 		{ "hostile peers", test_hostile_peers },
 		{ "server with the wrong name", test_wrong_server_name },
 		{ "start errors", test_start_errors },
+		{ "replication lag", test_lag },
 		CU_TEST_INFO_NULL,
 	};
-	int ret = cu_run("sync", tests);
+	int ret;
+
+	if (getenv("PLUTO_LAG_ONLY") != NULL) {
+		tests[0] = tests[7];
+		tests[1] = (CU_TestInfo)CU_TEST_INFO_NULL;
+	}
+	ret = cu_run("sync", tests);
 
 	if (pki_dir != NULL) {
 		cu_rmtree(pki_dir);
