@@ -30,12 +30,15 @@
 #include "imap_session.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "imap_cmd.h"
@@ -912,6 +915,7 @@ void imap_session_run(struct imap_session *s)
 	size_t ipos = 0, ilen = 0;
 	const char *error = "";
 	unsigned idle_ms;
+	int one = 1;
 
 	if (ibuf == NULL) {
 		log_error("out of memory for a session");
@@ -920,6 +924,13 @@ void imap_session_run(struct imap_session *s)
 	idle_ms = s->config->limits.idle_timeout_s * 1000U;
 	if (conn_set_timeouts(s->conn, idle_ms, SESSION_WRITE_TIMEOUT_MS) < 0)
 		log_warnx("cannot set the session timeouts");
+	/* Responses are written in one piece per batch of commands, so
+	 * Nagle's algorithm has nothing to merge; it would only hold back
+	 * an IDLE update behind the peer's delayed ACK of the one before. */
+	if (setsockopt(conn_fd(s->conn), IPPROTO_TCP, TCP_NODELAY, &one,
+		       sizeof(one)) < 0)
+		log_debug("cannot set TCP_NODELAY on a session: %s",
+			  strerror(errno));
 
 	while (!s->out_failed) {
 		enum imap_parse_result r;
