@@ -87,6 +87,10 @@ imap_cmd_handler cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
 imap_cmd_handler cmd_select, cmd_close, cmd_unselect, cmd_check;
 /* cmd_message.c: messages. */
 imap_cmd_handler cmd_append, cmd_expunge, cmd_store;
+/* cmd_fetch.c */
+imap_cmd_handler cmd_fetch;
+/* cmd_search.c */
+imap_cmd_handler cmd_search;
 /* cmd_copy.c: COPY, MOVE and their UID forms. */
 imap_cmd_handler cmd_copy;
 
