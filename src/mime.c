@@ -32,7 +32,7 @@ enum mime_kind {
 enum mime_ctype_origin {
 	MIME_CT_GIVEN,		/* from a valid Content-Type field */
 	MIME_CT_DEFAULT,	/* text/plain; charset=us-ascii */
-	MIME_CT_DIGEST,		/* message/rfc822 by multipart/digest rule */
+	MIME_CT_DIGEST,		/* digest default: message/rfc822 */
 	MIME_CT_OCTET,		/* forced application/octet-stream */
 };
 

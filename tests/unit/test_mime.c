@@ -111,49 +111,156 @@ static const struct {
 	const char *envelope, *bodystructure, *body;
 } structure_cases[] = {
 	{ "alt_in_mixed.eml",
-	  "(\"3 Mar 2023 08:15 -0500\" \"photos\" ((\"Carol\" NIL \"carol\" \"example.com\")) ((\"Carol\" NIL \"carol\" \"example.com\")) ((\"Carol\" NIL \"carol\" \"example.com\")) ((\"Dave\" NIL \"dave\" \"example.com\")) NIL NIL NIL NIL)",
-	  "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 27 1 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 19 0 NIL NIL (\"en\" \"de\") NIL) \"alternative\" (\"boundary\" \"alt\") NIL NIL NIL)(\"image\" \"png\" NIL NIL NIL \"base64\" 12 \"Q2hlY2sgSW50ZWdyaXR5IQ==\" (\"inline\" (\"filename\" \"dot.png\")) NIL \"http://example.com/dot.png\") \"mixed\" (\"boundary\" \"mix\") NIL NIL NIL)",
-	  "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 27 1)(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 19 0) \"alternative\")(\"image\" \"png\" NIL NIL NIL \"base64\" 12) \"mixed\")" },
+	  "(\"3 Mar 2023 08:15 -0500\" \"photos\" ((\"Carol\" NIL \"carol\" "
+	  "\"example.com\")) ((\"Carol\" NIL \"carol\" \"example.com\")) (("
+	  "\"Carol\" NIL \"carol\" \"example.com\")) ((\"Dave\" NIL \"dave\""
+	  " \"example.com\")) NIL NIL NIL NIL)",
+	  "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\""
+	  " 27 1 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"us-ascii"
+	  "\") NIL NIL \"7bit\" 19 0 NIL NIL (\"en\" \"de\") NIL) \"alternat"
+	  "ive\" (\"boundary\" \"alt\") NIL NIL NIL)(\"image\" \"png\" NIL N"
+	  "IL NIL \"base64\" 12 \"Q2hlY2sgSW50ZWdyaXR5IQ==\" (\"inline\" (\""
+	  "filename\" \"dot.png\")) NIL \"http://example.com/dot.png\") \"mi"
+	  "xed\" (\"boundary\" \"mix\") NIL NIL NIL)",
+	  "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\""
+	  " 27 1)(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bi"
+	  "t\" 19 0) \"alternative\")(\"image\" \"png\" NIL NIL NIL \"base64"
+	  "\" 12) \"mixed\")" },
 	{ "digest.eml",
-	  "(NIL \"digest\" ((NIL NIL \"list\" \"example.com\")) ((NIL NIL \"list\" \"example.com\")) ((NIL NIL \"list\" \"example.com\")) NIL NIL NIL NIL NIL)",
-	  "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 42 (NIL \"first\" ((NIL NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")) NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 18 0 NIL NIL NIL NIL) \"digest\" (\"boundary\" \"d\") NIL NIL NIL)",
-	  "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 42 (NIL \"first\" ((NIL NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")) NIL NIL NIL NIL NIL) (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0) 3)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 18 0) \"digest\")" },
+	  "(NIL \"digest\" ((NIL NIL \"list\" \"example.com\")) ((NIL NIL \""
+	  "list\" \"example.com\")) ((NIL NIL \"list\" \"example.com\")) NIL"
+	  " NIL NIL NIL NIL)",
+	  "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 42 (NIL \"first\" ("
+	  "(NIL NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")"
+	  ") ((NIL NIL \"a\" \"example.com\")) NIL NIL NIL NIL NIL) (\"text"
+	  "\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0 NIL "
+	  "NIL NIL NIL) 3 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" "
+	  "\"us-ascii\") NIL NIL \"7bit\" 18 0 NIL NIL NIL NIL) \"digest\" ("
+	  "\"boundary\" \"d\") NIL NIL NIL)",
+	  "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 42 (NIL \"first\" ("
+	  "(NIL NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")"
+	  ") ((NIL NIL \"a\" \"example.com\")) NIL NIL NIL NIL NIL) (\"text"
+	  "\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0) 3)("
+	  "\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 18"
+	  " 0) \"digest\")" },
 	{ "encoded.eml",
-	  "(\"Thu, 29 Feb 2024 23:59:59 +1400\" \"=?iso-8859-1?q?caf=E9?= =?utf-8?q?_cr=C3=A8me?=  and more\" ((\"=?utf-8?B?SsO8cmdlbg==?=\" NIL \"juergen\" \"example.de\")) ((\"=?utf-8?B?SsO8cmdlbg==?=\" NIL \"juergen\" \"example.de\")) ((\"=?utf-8?B?SsO8cmdlbg==?=\" NIL \"juergen\" \"example.de\")) ((\"=?ISO-8859-1?Q?Andr=E9?= Pirard\" NIL \"PIRARD\" \"vm1.ulg.ac.be\")) NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"iso-8859-1\") NIL NIL \"quoted-printable\" 43 2 NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"iso-8859-1\") NIL NIL \"quoted-printable\" 43 2)" },
+	  "(\"Thu, 29 Feb 2024 23:59:59 +1400\" \"=?iso-8859-1?q?caf=E9?= =?"
+	  "utf-8?q?_cr=C3=A8me?=  and more\" ((\"=?utf-8?B?SsO8cmdlbg==?=\" "
+	  "NIL \"juergen\" \"example.de\")) ((\"=?utf-8?B?SsO8cmdlbg==?=\" N"
+	  "IL \"juergen\" \"example.de\")) ((\"=?utf-8?B?SsO8cmdlbg==?=\" NI"
+	  "L \"juergen\" \"example.de\")) ((\"=?ISO-8859-1?Q?Andr=E9?= Pirar"
+	  "d\" NIL \"PIRARD\" \"vm1.ulg.ac.be\")) NIL NIL NIL NIL)",
+	  "(\"text\" \"plain\" (\"charset\" \"iso-8859-1\") NIL NIL \"quoted"
+	  "-printable\" 43 2 NIL NIL NIL NIL)",
+	  "(\"text\" \"plain\" (\"charset\" \"iso-8859-1\") NIL NIL \"quoted"
+	  "-printable\" 43 2)" },
 	{ "garbage_boundary.eml",
-	  "(NIL \"boundary look-alikes\" ((NIL NIL \"y\" \"example.com\")) ((NIL NIL \"y\" \"example.com\")) ((NIL NIL \"y\" \"example.com\")) NIL NIL NIL NIL NIL)",
-	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 34 1 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"bnd\") NIL NIL NIL)",
-	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 34 1)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")" },
+	  "(NIL \"boundary look-alikes\" ((NIL NIL \"y\" \"example.com\")) ("
+	  "(NIL NIL \"y\" \"example.com\")) ((NIL NIL \"y\" \"example.com\")"
+	  ") NIL NIL NIL NIL NIL)",
+	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
+	  "34 1 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii"
+	  "\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\""
+	  " \"bnd\") NIL NIL NIL)",
+	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
+	  "34 1)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bi"
+	  "t\" 0 0) \"mixed\")" },
 	{ "groups.eml",
-	  "(\"Fri, 21 Nov 1997 09:55:06 -0600\" \"groups and friends\" ((\"Joe Q. Public\" NIL \"john.q.public\" \"example.com\")) ((\"The Mailer\" NIL \"mailer\" \"example.com\")) ((NIL \"@route1.test,@route2.test\" \"user\" \"final.test\")) ((\"Mary Smith\" NIL \"mary\" \"x.test\")(NIL NIL \"jdoe\" \"example.org\")(\"Who?\" NIL \"one\" \"y.test\")) ((NIL NIL \"boss\" \"nil.test\")(\"Giant; \\\"Big\\\" Box\" NIL \"sysservices\" \"example.net\")) ((NIL NIL \"A Group\" NIL)(\"Ed Jones\" NIL \"c\" \"a.test\")(NIL NIL \"joe\" \"where.test\")(\"John\" NIL \"jdoe\" \"one.test\")(NIL NIL NIL NIL)(NIL NIL \"Undisclosed recipients\" NIL)(NIL NIL NIL NIL)) \"<prev@example.com>\" \"<5678.21-Nov-1997@example.com>\")",
-	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1 NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1)" },
+	  "(\"Fri, 21 Nov 1997 09:55:06 -0600\" \"groups and friends\" ((\"J"
+	  "oe Q. Public\" NIL \"john.q.public\" \"example.com\")) ((\"The Ma"
+	  "iler\" NIL \"mailer\" \"example.com\")) ((NIL \"@route1.test,@rou"
+	  "te2.test\" \"user\" \"final.test\")) ((\"Mary Smith\" NIL \"mary"
+	  "\" \"x.test\")(NIL NIL \"jdoe\" \"example.org\")(\"Who?\" NIL \"o"
+	  "ne\" \"y.test\")) ((NIL NIL \"boss\" \"nil.test\")(\"Giant; \\\"B"
+	  "ig\\\" Box\" NIL \"sysservices\" \"example.net\")) ((NIL NIL \"A "
+	  "Group\" NIL)(\"Ed Jones\" NIL \"c\" \"a.test\")(NIL NIL \"joe\" "
+	  "\"where.test\")(\"John\" NIL \"jdoe\" \"one.test\")(NIL NIL NIL N"
+	  "IL)(NIL NIL \"Undisclosed recipients\" NIL)(NIL NIL NIL NIL)) \"<"
+	  "prev@example.com>\" \"<5678.21-Nov-1997@example.com>\")",
+	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6"
+	  " 1 NIL NIL NIL NIL)",
+	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6"
+	  " 1)" },
 	{ "mixed.eml",
-	  "(\"Tue, 2 Jan 2024 10:00:00 +0100\" \"report attached\" ((\"Alice\" NIL \"alice\" \"example.org\")) ((\"Alice\" NIL \"alice\" \"example.org\")) ((\"Alice\" NIL \"alice\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.net\")) NIL NIL NIL \"<mixed-1@example.org>\")",
-	  "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 51 1 NIL NIL NIL NIL)(\"application\" \"pdf\" (\"name\" \"report.pdf\") \"<part2@example.org>\" \"Quarterly report\" \"base64\" 64 NIL (\"attachment\" (\"filename\" \"report.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"=_outer 1\") NIL NIL NIL)",
-	  "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 51 1)(\"application\" \"pdf\" (\"name\" \"report.pdf\") \"<part2@example.org>\" \"Quarterly report\" \"base64\" 64) \"mixed\")" },
+	  "(\"Tue, 2 Jan 2024 10:00:00 +0100\" \"report attached\" ((\"Alice"
+	  "\" NIL \"alice\" \"example.org\")) ((\"Alice\" NIL \"alice\" \"ex"
+	  "ample.org\")) ((\"Alice\" NIL \"alice\" \"example.org\")) ((\"Bob"
+	  "\" NIL \"bob\" \"example.net\")) NIL NIL NIL \"<mixed-1@example.o"
+	  "rg>\")",
+	  "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-pri"
+	  "ntable\" 51 1 NIL NIL NIL NIL)(\"application\" \"pdf\" (\"name\" "
+	  "\"report.pdf\") \"<part2@example.org>\" \"Quarterly report\" \"ba"
+	  "se64\" 64 NIL (\"attachment\" (\"filename\" \"report.pdf\")) NIL "
+	  "NIL) \"mixed\" (\"boundary\" \"=_outer 1\") NIL NIL NIL)",
+	  "((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-pri"
+	  "ntable\" 51 1)(\"application\" \"pdf\" (\"name\" \"report.pdf\") "
+	  "\"<part2@example.org>\" \"Quarterly report\" \"base64\" 64) \"mix"
+	  "ed\")" },
 	{ "no_blank.eml",
-	  "(NIL \"no body separator\" ((NIL NIL \"nobody\" \"example.com\")) ((NIL NIL \"nobody\" \"example.com\")) ((NIL NIL \"nobody\" \"example.com\")) NIL NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)" },
+	  "(NIL \"no body separator\" ((NIL NIL \"nobody\" \"example.com\"))"
+	  " ((NIL NIL \"nobody\" \"example.com\")) ((NIL NIL \"nobody\" \"ex"
+	  "ample.com\")) NIL NIL NIL NIL NIL)",
+	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0"
+	  " 0 NIL NIL NIL NIL)",
+	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0"
+	  " 0)" },
 	{ "nodate.eml",
-	  "(NIL \"\" ((NIL NIL \"solo\" \"example.com\")) ((NIL NIL \"solo\" \"example.com\")) ((NIL NIL \"solo\" \"example.com\")) ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 46 1 NIL NIL NIL NIL)",
-	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 46 1)" },
+	  "(NIL \"\" ((NIL NIL \"solo\" \"example.com\")) ((NIL NIL \"solo\""
+	  " \"example.com\")) ((NIL NIL \"solo\" \"example.com\")) ((NIL NIL"
+	  " \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NI"
+	  "L)",
+	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4"
+	  "6 1 NIL NIL NIL NIL)",
+	  "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4"
+	  "6 1)" },
 	{ "rfc822.eml",
-	  "(\"Wed, 10 Jul 2024 12:00:00 +0000\" \"Fwd: lunch\" ((\"Erin\" NIL \"erin\" \"example.com\")) ((\"Erin\" NIL \"erin\" \"example.com\")) ((\"Erin\" NIL \"erin\" \"example.com\")) ((\"Frank\" NIL \"frank\" \"example.com\")) NIL NIL NIL \"<fwd@example.com>\")",
-	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 0 NIL NIL NIL NIL)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 400 (\"Tue, 9 Jul 2024 09:30:00 -0700\" \"lunch\" ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Erin\" NIL \"erin\" \"example.com\")) NIL NIL \"<plan@example.com>\" \"<lunch@example.com>\") ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 24 0 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"b2\") NIL NIL NIL) 18 NIL (\"inline\" NIL) NIL NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL)",
-	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 10 0)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 400 (\"Tue, 9 Jul 2024 09:30:00 -0700\" \"lunch\" ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Erin\" NIL \"erin\" \"example.com\")) NIL NIL \"<plan@example.com>\" \"<lunch@example.com>\") ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 24 0)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 0) \"alternative\") 18) \"mixed\")" },
+	  "(\"Wed, 10 Jul 2024 12:00:00 +0000\" \"Fwd: lunch\" ((\"Erin\" NI"
+	  "L \"erin\" \"example.com\")) ((\"Erin\" NIL \"erin\" \"example.co"
+	  "m\")) ((\"Erin\" NIL \"erin\" \"example.com\")) ((\"Frank\" NIL "
+	  "\"frank\" \"example.com\")) NIL NIL NIL \"<fwd@example.com>\")",
+	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
+	  "10 0 NIL NIL NIL NIL)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\""
+	  " 400 (\"Tue, 9 Jul 2024 09:30:00 -0700\" \"lunch\" ((\"Grace\" NI"
+	  "L \"grace\" \"example.com\")) ((\"Grace\" NIL \"grace\" \"example"
+	  ".com\")) ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Erin\" N"
+	  "IL \"erin\" \"example.com\")) NIL NIL \"<plan@example.com>\" \"<l"
+	  "unch@example.com>\") ((\"text\" \"plain\" (\"charset\" \"utf-8\")"
+	  " NIL NIL \"7bit\" 24 0 NIL NIL NIL NIL)(\"text\" \"html\" (\"char"
+	  "set\" \"utf-8\") NIL NIL \"7bit\" 12 0 NIL NIL NIL NIL) \"alterna"
+	  "tive\" (\"boundary\" \"b2\") NIL NIL NIL) 18 NIL (\"inline\" NIL)"
+	  " NIL NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL)",
+	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
+	  "10 0)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 400 (\"Tue, 9 J"
+	  "ul 2024 09:30:00 -0700\" \"lunch\" ((\"Grace\" NIL \"grace\" \"ex"
+	  "ample.com\")) ((\"Grace\" NIL \"grace\" \"example.com\")) ((\"Gra"
+	  "ce\" NIL \"grace\" \"example.com\")) ((\"Erin\" NIL \"erin\" \"ex"
+	  "ample.com\")) NIL NIL \"<plan@example.com>\" \"<lunch@example.com"
+	  ">\") ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit"
+	  "\" 24 0)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit"
+	  "\" 12 0) \"alternative\") 18) \"mixed\")" },
 	{ "simple.eml",
-	  "(\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \"afternoon meeting\" ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((NIL NIL \"mooch\" \"owatagu.siam.example\")) ((\"Doe, Jane\" NIL \"jane\" \"example.com\")(NIL NIL \"bob\" \"example.net\")) NIL NIL \"<B27397-0100000@Blurdybloop.example>\")",
-	  "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 55 1 NIL NIL NIL NIL)",
-	  "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 55 1)" },
+	  "(\"Mon, 7 Feb 1994 21:52:25 -0800 (PST)\" \"afternoon meeting\" ("
+	  "(\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fre"
+	  "d Foobar\" NIL \"foobar\" \"Blurdybloop.example\")) ((\"Fred Foob"
+	  "ar\" NIL \"foobar\" \"Blurdybloop.example\")) ((NIL NIL \"mooch\""
+	  " \"owatagu.siam.example\")) ((\"Doe, Jane\" NIL \"jane\" \"exampl"
+	  "e.com\")(NIL NIL \"bob\" \"example.net\")) NIL NIL \"<B27397-0100"
+	  "000@Blurdybloop.example>\")",
+	  "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 5"
+	  "5 1 NIL NIL NIL NIL)",
+	  "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7bit\" 5"
+	  "5 1)" },
 	{ "unterminated.eml",
-	  "(NIL \"unterminated\" ((NIL NIL \"x\" \"example.com\")) ((NIL NIL \"x\" \"example.com\")) ((NIL NIL \"x\" \"example.com\")) NIL NIL NIL NIL NIL)",
-	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 40 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"zz\") NIL NIL NIL)",
-	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 40 1) \"mixed\")" },
+	  "(NIL \"unterminated\" ((NIL NIL \"x\" \"example.com\")) ((NIL NIL"
+	  " \"x\" \"example.com\")) ((NIL NIL \"x\" \"example.com\")) NIL NI"
+	  "L NIL NIL NIL)",
+	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
+	  "5 0 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\""
+	  ") NIL NIL \"7bit\" 40 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\" "
+	  "\"zz\") NIL NIL NIL)",
+	  "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
+	  "5 0)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit"
+	  "\" 40 1) \"mixed\")" },
 };
 
 static void test_structures(void)
@@ -238,6 +345,11 @@ static const struct {
 	{ "simple.eml", "0", NULL, NONE },
 	{ "simple.eml", "1.HEADER", NULL, NONE },
 	{ "simple.eml", "MIME", NULL, NONE },
+	/* part 1 of a single-part message: its MIME header is the message
+	 * header (Dovecot agrees) */
+	{ "no_blank.eml", "1.MIME", NULL,
+	  "From: nobody@example.com\r\nSubject: no body separator\r\n"
+	  "X-Note: the header runs to the end" },
 	{ "simple.eml", "HEADER.FIELDS", "SUBJECT cc",
 	  "Subject: afternoon meeting\r\n"
 	  "Cc: \"Doe, Jane\" <jane@example.com>, bob@example.net\r\n\r\n" },
@@ -434,7 +546,8 @@ static const struct {
 	{ "x@y (Comment Name)", "((\"Comment Name\" NIL \"x\" \"y\"))" },
 	{ "x@y (a) (b)", "((\"b\" NIL \"x\" \"y\"))" },
 	{ "<@r1,@r2:u@h>", "((NIL \"@r1,@r2\" \"u\" \"h\"))" },
-	{ "\"quoted local\"@x.y", "((NIL NIL \"\\\"quoted local\\\"\" \"x.y\"))" },
+	{ "\"quoted local\"@x.y",
+	  "((NIL NIL \"\\\"quoted local\\\"\" \"x.y\"))" },
 	{ "Unterminated <a@b", "((\"Unterminated\" NIL \"a\" \"b\"))" },
 	{ "a@b@c", "((NIL NIL \"a@b\" \"c\"))" },
 	{ "=?utf-8?q?J=C3=BCrgen?= <j@x>",
@@ -482,8 +595,9 @@ static void test_envelope_defaults(void)
 		      "Subject: s\r\n\r\n");
 	CU_ASSERT_EQUAL(mime_envelope(m, &out), 0);
 	assert_bytes(out.data, out.len,
-		     "(NIL \"s\" ((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) "
-		     "((NIL NIL \"a\" \"b\")) NIL NIL NIL NIL NIL)", "defaults");
+		     "(NIL \"s\" ((NIL NIL \"a\" \"b\")) "
+		     "((NIL NIL \"a\" \"b\")) ((NIL NIL \"a\" \"b\")) "
+		     "NIL NIL NIL NIL NIL)", "defaults");
 	mime_free(&m);
 	buf_reset(&out);
 	m = parse_str("");
@@ -517,7 +631,8 @@ static const struct {
 	  "(\"text\" \"plain\" (\"charset\" \"utf-8\" \"format\" \"flowed\") "
 	  "NIL NIL \"7bit\" 1 0)" },
 	{ "Content-Type: text/html\r\n\r\nx",
-	  "(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 0)" },
+	  "(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 "
+	  "0)" },
 	{ "Content-Type: text/plain; format=flowed\r\n\r\nx",
 	  "(\"text\" \"plain\" (\"format\" \"flowed\" \"charset\" "
 	  "\"us-ascii\") NIL NIL \"7bit\" 1 0)" },
@@ -725,7 +840,8 @@ static void test_write_string(void)
 	} cases[] = {
 		{ "", "\"\"" }, { "abc", "\"abc\"" },
 		{ "a\"b\\c", "\"a\\\"b\\\\c\"" },
-		{ "a\r\nb", "{4}\r\na\r\nb" }, { "\xc3\xa9", "{2}\r\n\xc3\xa9" },
+		{ "a\r\nb", "{4}\r\na\r\nb" },
+		{ "\xc3\xa9", "{2}\r\n\xc3\xa9" },
 		{ "tab\there", "\"tab\there\"" },
 	};
 	struct buf out = BUF_INIT, big = BUF_INIT;
@@ -752,7 +868,8 @@ static void test_write_string(void)
 	buf_append(&big, "a", 1);
 	buf_reset(&out);
 	mime_write_string(&out, big.data, big.len);
-	CU_ASSERT(out.len == 1024 + 8 && memcmp(out.data, "{1024}\r\n", 8) == 0);
+	CU_ASSERT(out.len == 1024 + 8 &&
+		  memcmp(out.data, "{1024}\r\n", 8) == 0);
 	buf_free(&out);
 	buf_free(&big);
 }
