@@ -315,7 +315,7 @@ static int snapshot_user_locked(struct user *user)
  * Replay.
  */
 
-static int note_append(struct user *user, const char *tag, uint64_t lsn)
+int user_store_note_append(struct user *user, const char *tag, uint64_t lsn)
 {
 	if (user->append_count == user->append_cap) {
 		size_t cap = user->append_cap == 0 ? 16 : user->append_cap * 2;
@@ -419,7 +419,7 @@ static int replay_record(const struct journal_record *rec, void *ctx,
 		user->last_lsn = rec->lsn;
 		user->ops_since_snapshot++;
 		if ((op->type == OP_APPEND &&
-		     note_append(user, op->tag, rec->lsn) < 0) ||
+		     user_store_note_append(user, op->tag, rec->lsn) < 0) ||
 		    (op->type == OP_RENAME &&
 		     note_rename(user, op->mailbox, op->new_mailbox) < 0)) {
 			*error_r = "out of memory";
@@ -435,34 +435,46 @@ static int replay_record(const struct journal_record *rec, void *ctx,
 
 /*
  * Reconciliation of a user's Maildir with its state.
+ *
+ * The state is the truth.  Every file on disk is looked up by its tag:
+ * a file whose message the state does not hold is removed (a delivery
+ * never acknowledged, or an expunge the crash interrupted); one in the
+ * wrong folder (a rename merged differently) is moved; one with stale
+ * flags is renamed; a message without a file is rewritten from its
+ * journal record.  Folders are created and removed to match.
  */
 
-struct file_list {
-	char (*tags)[MAILDIR_TAG_MAX + 1];
-	unsigned *flags;
+struct disk_file {
+	char folder[MAILBOX_NAME_BUFSIZE];
+	char tag[MAILDIR_TAG_MAX + 1];
+	unsigned flags;
+};
+
+struct disk_scan {
+	struct disk_file *files;
 	size_t count, cap;
+	const char *folder;	/* being listed */
 };
 
 static int collect_file(const char *tag, unsigned flags, uint64_t size,
 			void *ctx)
 {
-	struct file_list *fl = ctx;
+	struct disk_scan *scan = ctx;
+	struct disk_file *f;
 
 	(void)size;
-	if (fl->count == fl->cap) {
-		size_t cap = fl->cap == 0 ? 64 : fl->cap * 2;
-		void *t = realloc(fl->tags, cap * sizeof(*fl->tags));
-		if (t == NULL)
+	if (scan->count == scan->cap) {
+		size_t cap = scan->cap == 0 ? 64 : scan->cap * 2;
+		f = realloc(scan->files, cap * sizeof(*f));
+		if (f == NULL)
 			return -1;
-		fl->tags = t;
-		t = realloc(fl->flags, cap * sizeof(*fl->flags));
-		if (t == NULL)
-			return -1;
-		fl->flags = t;
-		fl->cap = cap;
+		scan->files = f;
+		scan->cap = cap;
 	}
-	snprintf(fl->tags[fl->count], sizeof(fl->tags[0]), "%s", tag);
-	fl->flags[fl->count++] = flags;
+	f = &scan->files[scan->count++];
+	snprintf(f->folder, sizeof(f->folder), "%s", scan->folder);
+	snprintf(f->tag, sizeof(f->tag), "%s", tag);
+	f->flags = flags;
 	return 0;
 }
 
@@ -473,9 +485,9 @@ static int collect_mailbox(const char *name, void *ctx)
 	return buf_append(names, name, strlen(name) + 1);
 }
 
-/* Finds the journal record of a replayed APPEND and delivers its body. */
-static int redeliver(struct user *user, const char *mailbox,
-		     const struct mailstate_msg *msg)
+/* The body of a replayed or applied APPEND, from its journal record. */
+static int deliver_from_journal(struct user *user, const char *mailbox,
+				const struct mailstate_msg *msg)
 {
 	struct journal_reader *reader;
 	struct journal_record rec;
@@ -510,77 +522,160 @@ static int redeliver(struct user *user, const char *mailbox,
 	return ret;
 }
 
-void user_store_reconcile_mailbox(struct user *user, struct mailstate_mailbox *box)
+/* Copies a message file into another folder (Maildir++ has no atomic
+ * move between folders that keeps both names valid), then removes the
+ * old one. */
+static int move_file(struct user *user, const struct disk_file *f,
+		     const char *to, unsigned to_flags)
 {
-	const char *name = mailstate_mailbox_name(box);
-	struct file_list fl = { NULL, NULL, 0, 0 };
-	size_t count = mailstate_mailbox_count(box);
+	const char *why = NULL;
+	uint64_t size = 0;
+	unsigned char *data;
+	size_t got = 0;
+	int fd, ret;
+
+	if (maildir_message_open(user->md, f->folder, f->tag, f->flags, &fd,
+				 &size, &why) < 0)
+		return -1;
+	data = malloc(size > 0 ? (size_t)size : 1);
+	if (data == NULL) {
+		close(fd);
+		return -1;
+	}
+	while (got < size) {
+		ssize_t n = read(fd, data + got, (size_t)size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	ret = got == size ? maildir_deliver(user->md, to, f->tag, to_flags,
+					    data, got, &why)
+			  : -1;
+	free(data);
+	if (ret < 0)
+		return -1;
+	maildir_message_expunge(user->md, f->folder, f->tag, f->flags, &why);
+	return 0;
+}
+
+/* Lists every file of every folder on disk.  Returns 0 or -1. */
+static int scan_disk(struct user *user, struct buf *folders,
+		     struct disk_scan *scan)
+{
+	const char *why = NULL;
+
+	if (maildir_mailbox_list(user->md, collect_mailbox, folders, &why) <
+	    0) {
+		log_warnx("cannot list the folders of %s: %s", user->name,
+			  why);
+		return -1;
+	}
+	for (size_t off = 0; off < folders->len;) {
+		const char *name = (const char *)folders->data + off;
+
+		off += strlen(name) + 1;
+		scan->folder = name;
+		if (maildir_message_list(user->md, name, collect_file, scan,
+					 &why) < 0) {
+			log_warnx("cannot list %s of %s: %s", name, user->name,
+				  why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Puts each file where the state says its message is. */
+static size_t fix_files(struct user *user, const struct disk_scan *scan)
+{
 	const char *why = NULL;
 	size_t fixed = 0;
 
-	if (maildir_message_list(user->md, name, collect_file, &fl, &why) <
-	    0) {
-		log_warnx("cannot list %s of %s: %s", name, user->name, why);
-		goto out;
-	}
-	for (size_t i = 0; i < fl.count; i++) {
+	for (size_t i = 0; i < scan->count; i++) {
+		const struct disk_file *f = &scan->files[i];
 		const struct mailstate_msg *msg =
-			mailstate_msg_find(user->state, fl.tags[i]);
+			mailstate_msg_find(user->state, f->tag);
+		const char *home;
+		unsigned want;
 
-		if (msg == NULL || msg->mailbox != box) {
-			/* Never acknowledged, or expunged before a crash. */
-			maildir_message_expunge(user->md, name, fl.tags[i],
-						fl.flags[i], &why);
+		if (msg == NULL) {
+			maildir_message_expunge(user->md, f->folder, f->tag,
+						f->flags, &why);
 			fixed++;
-		} else if (fl.flags[i] != user_store_maildir_flags(msg->flags)) {
-			maildir_message_set_flags(
-				user->md, name, fl.tags[i], fl.flags[i],
-				user_store_maildir_flags(msg->flags), &why);
-			fixed++;
-		}
-	}
-	if (fl.count == count && fixed == 0)
-		goto out;
-	for (size_t i = 0; i < count; i++) {
-		const struct mailstate_msg *msg =
-			mailstate_mailbox_msg_at(box, i);
-		int fd;
-		uint64_t size;
-
-		if (maildir_message_open(user->md, name, msg->tag,
-					 user_store_maildir_flags(msg->flags),
-					 &fd, &size, &why) == 0) {
-			close(fd);
 			continue;
 		}
-		if (redeliver(user, name, msg) == 0)
+		home = mailstate_mailbox_name(msg->mailbox);
+		want = user_store_maildir_flags(msg->flags);
+		if (strcmp(home, f->folder) != 0) {
+			if (move_file(user, f, home, want) == 0)
+				fixed++;
+		} else if (f->flags != want) {
+			maildir_message_set_flags(user->md, f->folder, f->tag,
+						  f->flags, want, &why);
 			fixed++;
-		else
-			log_error("message %s in %s of %s has no file and no "
-				  "journal record to rewrite it from",
-				  msg->tag, name, user->name);
+		}
 	}
-out:
-	if (fixed > 0)
-		log_info("reconciled %zu message files in %s of %s", fixed,
-			 name, user->name);
-	free(fl.tags);
-	free(fl.flags);
+	return fixed;
 }
 
-/* Brings the folders in line with the state: renames replayed since the
- * snapshot first (so their messages move along), then creates what is
- * missing and removes what the state does not hold. */
+static int compare_files(const void *a, const void *b)
+{
+	return strcmp(((const struct disk_file *)a)->tag,
+		      ((const struct disk_file *)b)->tag);
+}
+
+/* Whether a file of tag was found; scan->files is sorted by tag. */
+static bool scanned(const struct disk_scan *scan, const char *tag)
+{
+	struct disk_file key;
+
+	snprintf(key.tag, sizeof(key.tag), "%s", tag);
+	return bsearch(&key, scan->files, scan->count, sizeof(key),
+		       compare_files) != NULL;
+}
+
+/* Rewrites the files of messages that have none anywhere. */
+static size_t restore_missing(struct user *user, const char *const *live,
+			      size_t live_count, const struct disk_scan *scan)
+{
+	size_t fixed = 0;
+
+	for (size_t i = 0; i < live_count; i++) {
+		struct mailstate_mailbox *box =
+			mailstate_mailbox_find(user->state, live[i]);
+		size_t count = box != NULL ? mailstate_mailbox_count(box) : 0;
+
+		for (size_t k = 0; k < count; k++) {
+			const struct mailstate_msg *msg =
+				mailstate_mailbox_msg_at(box, k);
+
+			if (scanned(scan, msg->tag))
+				continue;
+			if (deliver_from_journal(user, live[i], msg) == 0)
+				fixed++;
+			else
+				log_error("message %s in %s of %s has no file "
+					  "and no journal record to rewrite it "
+					  "from", msg->tag, live[i],
+					  user->name);
+		}
+	}
+	return fixed;
+}
+
 void user_store_reconcile_folders(struct user *user)
 {
-	struct buf names = BUF_INIT;
+	struct buf folders = BUF_INIT;
+	struct disk_scan scan = { NULL, 0, 0, NULL };
 	const char **live = NULL;
-	size_t live_count = 0;
+	size_t live_count = 0, fixed = 0;
 	const char *why = NULL;
 
 	for (size_t i = 0; i < user->rename_count; i++) {
 		const struct replayed_rename *r = &user->renames[i];
-		if (maildir_mailbox_exists(user->md, r->old_name))
+		if (maildir_mailbox_exists(user->md, r->old_name) &&
+		    !maildir_mailbox_exists(user->md, r->new_name))
 			maildir_mailbox_rename(user->md, r->old_name,
 					       r->new_name, &why);
 	}
@@ -592,10 +687,13 @@ void user_store_reconcile_folders(struct user *user)
 			log_warnx("cannot create folder %s of %s: %s",
 				  live[i], user->name, why);
 	}
-	if (maildir_mailbox_list(user->md, collect_mailbox, &names, &why) ==
-	    0) {
-		for (size_t off = 0; off < names.len;) {
-			const char *name = (const char *)names.data + off;
+	if (scan_disk(user, &folders, &scan) == 0) {
+		fixed += fix_files(user, &scan);
+		qsort(scan.files, scan.count, sizeof(*scan.files),
+		      compare_files);
+		fixed += restore_missing(user, live, live_count, &scan);
+		for (size_t off = 0; off < folders.len;) {
+			const char *name = (const char *)folders.data + off;
 
 			off += strlen(name) + 1;
 			if (mailbox_name_is_inbox(name) ||
@@ -606,14 +704,12 @@ void user_store_reconcile_folders(struct user *user)
 			maildir_mailbox_delete(user->md, name, &why);
 		}
 	}
-	for (size_t i = 0; i < live_count; i++) {
-		struct mailstate_mailbox *box =
-			mailstate_mailbox_find(user->state, live[i]);
-		if (box != NULL)
-			user_store_reconcile_mailbox(user, box);
-	}
+	if (fixed > 0)
+		log_info("reconciled %zu message files of %s", fixed,
+			 user->name);
+	free(scan.files);
 	free(live);
-	buf_free(&names);
+	buf_free(&folders);
 }
 
 int user_store_prepare_locked(struct user *user, const char **error_r)

@@ -136,10 +136,13 @@ int user_store_journal_local(struct user *user, const struct op *op,
 int user_store_commit_local_locked(struct user *user, const struct op *op,
 				   uint64_t *lsn_r, const char **error_r);
 
-/* Rebuilds the mailbox's Maildir folder from the state (user_store.c). */
-void user_store_reconcile_mailbox(struct user *user,
-				  struct mailstate_mailbox *box);
+/* Brings the user's whole Maildir in line with the state: folders,
+ * misplaced, stale and orphaned files, missing files rewritten from the
+ * journal (user_store.c).  O(files of the user). */
 void user_store_reconcile_folders(struct user *user);
+/* Remembers where an APPEND's body is in the journal until the next
+ * snapshot, for reconciliation. */
+int user_store_note_append(struct user *user, const char *tag, uint64_t lsn);
 
 /* Replication thread hooks (user_sync.c). */
 void user_sync_stop_applier(struct user_store *store);

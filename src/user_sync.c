@@ -277,6 +277,14 @@ static void materialise_locked(struct user *user, const struct op *op,
 		break;
 	case OP_APPEND:
 		msg = mailstate_msg_find(user->state, op->tag);
+		/* The mailbox may have been deleted or renamed here while the
+		 * append happened there: its folder comes back. */
+		if (msg != NULL &&
+		    !maildir_mailbox_exists(user->md,
+					    mailstate_mailbox_name(msg->mailbox)))
+			maildir_mailbox_create(user->md,
+					       mailstate_mailbox_name(msg->mailbox),
+					       &why);
 		if (msg != NULL &&
 		    maildir_deliver(user->md, mailstate_mailbox_name(msg->mailbox),
 				    op->tag,
@@ -364,6 +372,8 @@ static void apply_remote_locked(struct user *user, const struct op *op,
 		log_warnx("replicated op %s of %s not applied: %s",
 			  op_type_name(op->type), user->name, why);
 	} else {
+		if (op->type == OP_APPEND)
+			user_store_note_append(user, op->tag, lsn);
 		materialise_locked(user, op, before,
 				   before != NULL ? before_count : 0);
 		if (op->type == OP_APPEND)
