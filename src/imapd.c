@@ -31,6 +31,7 @@
 #include "net.h"
 #include "server.h"
 #include "tls.h"
+#include "sync.h"
 #include "user_store.h"
 
 #define OPENING_VERSION "1"
@@ -47,6 +48,7 @@ struct imapd {
 	bool storage;
 	const char **accept_names;	/* NULL-terminated */
 	struct user_store *store;
+	struct sync *sync;		/* replication links */
 	struct tls_creds *creds;
 	struct server *server;
 };
@@ -398,6 +400,11 @@ static int imapd_start(const struct pluto_config *config,
 	}
 	log_info("serving internal IMAP sessions on %s port %u",
 		 node->listen_ip, (unsigned)node->mail_port);
+	if (sync_start(config, node->name, imapd.store, imapd.creds,
+		       &imapd.sync, &error) < 0) {
+		log_error("cannot start replication: %s", error);
+		goto fail;
+	}
 	return 0;
 fail:
 	(void)imapd_stop();
@@ -410,6 +417,8 @@ static int imapd_stop(void)
 		server_stop(imapd.server);
 		server_free(&imapd.server);
 	}
+	/* Replication stops before the store it reads and writes. */
+	sync_stop(&imapd.sync);
 	if (imapd.store != NULL)
 		user_store_free(&imapd.store);
 	if (imapd.creds != NULL)
