@@ -32,6 +32,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -265,6 +266,20 @@ static int fill(struct dist_session *s)
 	}
 	if (buf_reserve(&s->in, 4096) < 0)
 		return CONN_ERROR;
+	/* Wait here rather than in the read: server_stop() shuts the
+	 * socket down for reading, and a TLS session that read that
+	 * end-of-file can no longer carry the BYE. */
+	if (!conn_pending(s->conn)) {
+		struct pollfd pfd = { .fd = conn_fd(s->conn), .events = POLLIN };
+
+		do {
+			ret = poll(&pfd, 1, (int)per_read);
+		} while (ret < 0 && errno == EINTR);
+		if (ret == 0)
+			return CONN_TIMEOUT;
+		if (server_stopping(s->sc->server))
+			return CONN_WOKEN;
+	}
 	ret = conn_read_some(s->conn, s->in.data + s->in.len,
 			     s->in.cap - s->in.len, &n, &err);
 	if (ret == CONN_OK)

@@ -494,6 +494,14 @@ enum relay_end relay_run(struct conn *client, struct conn *backend,
 			end = RELAY_END_IDLE;
 			break;
 		}
+		/* server_stop() shuts the client's socket down for reading.
+		 * Reading that end-of-file would spoil a TLS session for the
+		 * goodbye (GnuTLS refuses to send after a premature
+		 * termination), so look at the flag first. */
+		if (stopping(opts)) {
+			end = RELAY_END_STOP;
+			break;
+		}
 		if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
 			client_ready = true;
 		if ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0)
