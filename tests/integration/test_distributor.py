@@ -40,6 +40,8 @@ for _cmd in ("ID", "MOVE", "UNSELECT", "ENABLE"):
 USERS = [("user%d" % i, "password%d" % i) for i in range(1, 21)]
 USERS[2] = ("user3", 'pass "word" \\ three')
 USERS[3] = ("user4", "p\u00e4ssw\u00f6rd-four")
+# Line 21: an id no worker's range holds.
+USERS.append(("orphan", "orphan-password"))
 PASSWORDS = dict(USERS)
 
 C = h.Cluster(workers=2, users=USERS)
@@ -284,6 +286,16 @@ def test_failed_logins():
           or re.search(r"nosuchuser.*peer=127\.0\.0\.1", log),
           "failure logged with the client's address")
     check("wrong-secret" not in log, "no password in the log")
+
+
+def test_user_without_worker():
+    s = raw_tls()
+    tagged(s.run("LOGIN orphan orphan-password"), "NO", "UNAVAILABLE",
+           "no worker holds id 21")
+    tagged(s.run("NOOP"), "OK", what="connection still usable")
+    s.close()
+    check("no worker's UserStart..UserEnd holds user id 21" in
+          C.log_text("distributor"), "warning logged")
 
 
 def test_no_password_in_any_log():
@@ -534,6 +546,7 @@ if __name__ == "__main__":
         ("AUTHENTICATE PLAIN", test_authenticate),
         ("failed logins", test_failed_logins),
         ("routing to the user's worker", test_routing),
+        ("a user no worker serves", test_user_without_worker),
         ("every command through the relay", test_every_command),
         ("IDLE through the relay", test_idle),
         ("pipelining", test_pipelining),
