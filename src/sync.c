@@ -107,6 +107,8 @@ struct sync {
 	char *state_dir;
 
 	struct server *server;
+	pthread_t trim_thread;
+	bool trim_started;
 	const char **accept_names;	/* NULL-terminated, borrowed names */
 	struct sync_peer *peers;
 	size_t peer_count;
@@ -149,6 +151,7 @@ void sync_tuning_defaults(struct sync_tuning *t)
 	t->report_interval_ms = 60000;
 	t->stall_timeout_ms = 30000;
 	t->batch_budget = SYNC_MSG_BATCH_BUDGET_DEFAULT;
+	t->trim_interval_ms = 60000;
 }
 
 /* Small frames must leave at once (replication lag), and a peer whose
@@ -710,6 +713,12 @@ static void sender_link(struct sync_peer *peer, bool quiet, bool *up_r)
 			  ", below the %" PRIu64 " it acknowledged before "
 			  "(its data was restored?); sending again",
 			  peer->name, resume, peer->acked_seen);
+	/* Records below the journal's start were trimmed only once every
+	 * peer had acknowledged all of them meant for it (its HELLO counts
+	 * only records it received, so it may name an earlier position
+	 * when the rest were not for it): resume at the start. */
+	if (resume + 1 < journal_first_lsn(sync->journal))
+		resume = journal_first_lsn(sync->journal) - 1;
 	reader = journal_reader_new(sync->journal, resume + 1, &why);
 	if (reader == NULL) {
 		log_error("sync: cannot resume %s after record %" PRIu64
@@ -771,6 +780,34 @@ static void nap(struct sync *sync, unsigned ms)
 			break;
 	}
 	pthread_mutex_unlock(&sync->sleep_lock);
+}
+
+/* The journal may lose what every peer has acknowledged (and, which
+ * user_store_trim sees to, what snapshots cover).  A peer that never
+ * connected holds everything: safe stays 0. */
+static void *trim_main(void *arg)
+{
+	struct sync *sync = arg;
+
+	log_thread_name("sync-trim");
+	for (;;) {
+		uint64_t safe = UINT64_MAX;
+		const char *why = NULL;
+
+		nap(sync, sync->tuning.trim_interval_ms);
+		if (atomic_load(&sync->stopping))
+			break;
+		for (size_t i = 0; i < sync->peer_count; i++) {
+			uint64_t s = atomic_load(&sync->peers[i].safe);
+			if (s < safe)
+				safe = s;
+		}
+		if (safe == UINT64_MAX || safe == 0)
+			continue;
+		if (user_store_trim(sync->store, safe, &why) < 0)
+			log_warnx("sync: %s", why);
+	}
+	return NULL;
 }
 
 /* What an unreachable peer has not acknowledged yet: counted with a
@@ -1232,6 +1269,15 @@ int sync_start_tuned(const struct pluto_config *config, const char *node_name,
 		}
 		peer->tx_started = true;
 	}
+	if (sync->tuning.trim_interval_ms > 0) {
+		if (server_thread_start(&sync->trim_thread, true, trim_main,
+					sync) < 0) {
+			*error_r = set_error("cannot start the trim thread: %s",
+					     strerror(errno));
+			goto fail_running;
+		}
+		sync->trim_started = true;
+	}
 	log_info("sync: listening on %s port %u for %zu peer%s",
 		 node->listen_ip, (unsigned)node->sync_port, sync->peer_count,
 		 sync->peer_count == 1 ? "" : "s");
@@ -1275,6 +1321,9 @@ void sync_stop(struct sync **syncp)
 	pthread_cond_broadcast(&sync->sleep_cond);
 	pthread_mutex_unlock(&sync->sleep_lock);
 	sync_break_links(sync);
+	if (sync->trim_started)
+		pthread_join(sync->trim_thread, NULL);
+	sync->trim_started = false;
 	if (sync->server != NULL)
 		server_free(&sync->server);
 	for (size_t i = 0; i < sync->peer_count; i++) {

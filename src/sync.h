@@ -68,6 +68,9 @@ struct sync_tuning {
 	unsigned stall_timeout_ms;
 	/* Soft payload size of one OPS frame: SYNC_MSG_BATCH_BUDGET_DEFAULT. */
 	size_t batch_budget;
+	/* How often the journal is trimmed below what every peer has
+	 * acknowledged (user_store_trim): 60000; 0 never trims. */
+	unsigned trim_interval_ms;
 };
 
 void sync_tuning_defaults(struct sync_tuning *tuning_r);

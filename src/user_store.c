@@ -281,7 +281,7 @@ int user_store_load_locked(struct user *user, const char **error_r)
 
 /* Writes the user's snapshot covering everything applied so far.  Holds
  * user lock.  Failure only costs a longer replay next time. */
-static int snapshot_user_locked(struct user *user)
+int user_store_snapshot_locked(struct user *user)
 {
 	char fname[SNAPSHOT_NAME_BUFSIZE];
 	struct buf data = BUF_INIT;
@@ -305,6 +305,7 @@ static int snapshot_user_locked(struct user *user)
 		return -1;
 	}
 	user->snapshot_lsn = user->last_lsn;
+	user->first_unsnapped_lsn = 0;
 	user->ops_since_snapshot = 0;
 	/* Ops up to the snapshot need no redoing from the journal now. */
 	replay_notes_free(user);
@@ -416,8 +417,7 @@ static int replay_record(const struct journal_record *rec, void *ctx,
 				  (unsigned long long)rec->lsn, user->name,
 				  why);
 		}
-		user->last_lsn = rec->lsn;
-		user->ops_since_snapshot++;
+		user_store_note_applied_locked(user, rec->lsn);
 		if ((op->type == OP_APPEND &&
 		     user_store_note_append(user, op->tag, rec->lsn) < 0) ||
 		    (op->type == OP_RENAME &&
@@ -630,6 +630,8 @@ static bool scanned(const struct disk_scan *scan, const char *tag)
 {
 	struct disk_file key;
 
+	if (scan->count == 0)
+		return false;
 	snprintf(key.tag, sizeof(key.tag), "%s", tag);
 	return bsearch(&key, scan->files, scan->count, sizeof(key),
 		       compare_files) != NULL;
@@ -689,8 +691,10 @@ void user_store_reconcile_folders(struct user *user)
 	}
 	if (scan_disk(user, &folders, &scan) == 0) {
 		fixed += fix_files(user, &scan);
-		qsort(scan.files, scan.count, sizeof(*scan.files),
-		      compare_files);
+		/* qsort and bsearch want a real array, even when empty. */
+		if (scan.count > 0)
+			qsort(scan.files, scan.count, sizeof(*scan.files),
+			      compare_files);
 		fixed += restore_missing(user, live, live_count, &scan);
 		for (size_t off = 0; off < folders.len;) {
 			const char *name = (const char *)folders.data + off;
@@ -783,6 +787,10 @@ int user_store_open(const struct user_store_options *opts,
 		*error_r = user_store_set_error("cannot open the journal: %s", why);
 		goto fail;
 	}
+	if (user_sync_load_links(store, &why) < 0) {
+		*error_r = why;
+		goto fail;
+	}
 	if (journal_read_from(store->journal, journal_first_lsn(store->journal),
 			      replay_record, store, &why) < 0) {
 		*error_r = user_store_set_error("cannot replay the journal: %s", why);
@@ -812,7 +820,7 @@ void user_store_free(struct user_store **storep)
 
 			pthread_mutex_lock(&user->lock);
 			if (store->journal != NULL)
-				snapshot_user_locked(user);
+				user_store_snapshot_locked(user);
 			pthread_mutex_unlock(&user->lock);
 			user_free(user);
 			user = next;
@@ -954,14 +962,21 @@ uint64_t user_wait_change(struct user *user, uint64_t seen, int timeout_ms)
 
 /* After the op is in memory: notes the change for sessions and IDLE, and
  * takes a snapshot when enough ops piled up. */
+void user_store_note_applied_locked(struct user *user, uint64_t lsn)
+{
+	user->last_lsn = lsn;
+	if (user->first_unsnapped_lsn == 0)
+		user->first_unsnapped_lsn = lsn;
+	user->ops_since_snapshot++;
+}
+
 void user_store_changed_locked(struct user *user, uint64_t lsn)
 {
 	user->version++;
-	user->last_lsn = lsn;
-	user->ops_since_snapshot++;
+	user_store_note_applied_locked(user, lsn);
 	pthread_cond_broadcast(&user->changed);
 	if (user->ops_since_snapshot >= user->store->snapshot_every)
-		snapshot_user_locked(user);
+		user_store_snapshot_locked(user);
 }
 
 /* The journal failed: the in-memory state may hold an op that is not

@@ -185,6 +185,15 @@ uint64_t user_store_applied_lsn(struct user_store *store);
 /* Starts the thread applying received ops; user_store_free stops it. */
 int user_store_start_applier(struct user_store *store, const char **error_r);
 
+/* Removes journal segments no longer needed: everything below
+ * peers_safe_lsn (what every peer acknowledged, as the sync layer knows
+ * it), applied, and covered by snapshots -- users holding older records
+ * get a snapshot first.  The link clocks are checkpointed before, since
+ * replay can no longer rebuild them from the trimmed records.  Returns
+ * the number of segments removed, or -1 with *error_r. */
+int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
+		    const char **error_r);
+
 /* Makes every user_wait_change return at once, now and later (shutdown). */
 void user_store_wake_all(struct user_store *store);
 

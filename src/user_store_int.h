@@ -56,6 +56,9 @@ struct user {
 	char home[VCLOCK_NAME_MAX + 1];
 	uint64_t snapshot_lsn;		/* covered by the snapshot on disk */
 	uint64_t last_lsn;		/* newest journal record of ours */
+	/* The oldest record not covered by the snapshot, 0 when none: the
+	 * journal cannot be trimmed past it. */
+	uint64_t first_unsnapped_lsn;
 	unsigned ops_since_snapshot;
 	bool woken;
 
@@ -130,6 +133,9 @@ int user_store_note_record_locked(struct user_store *store,
 				  const struct jrec *jrec);
 
 void user_store_changed_locked(struct user *user, uint64_t lsn);
+/* Notes that record lsn of the user is applied in memory: last_lsn and
+ * what the snapshot does not cover yet. */
+void user_store_note_applied_locked(struct user *user, uint64_t lsn);
 /* Journals a local op (JREC_LOCAL) without waiting; stamps its clock. */
 int user_store_journal_local(struct user *user, const struct op *op,
 			     uint64_t *lsn_r, const char **error_r);
@@ -143,6 +149,13 @@ void user_store_reconcile_folders(struct user *user);
 /* Remembers where an APPEND's body is in the journal until the next
  * snapshot, for reconciliation. */
 int user_store_note_append(struct user *user, const char *tag, uint64_t lsn);
+
+/* Writes the user's snapshot covering everything applied; 0 or -1. */
+int user_store_snapshot_locked(struct user *user);
+
+/* Reads the link checkpoint written by user_store_trim: 1 read, 0 none,
+ * -1 with *error_r (user_sync.c). */
+int user_sync_load_links(struct user_store *store, const char **error_r);
 
 /* Replication thread hooks (user_sync.c). */
 void user_sync_stop_applier(struct user_store *store);

@@ -380,8 +380,7 @@ static void apply_remote_locked(struct user *user, const struct op *op,
 			resolve_uid_conflicts_locked(user);
 	}
 	free(before);
-	user->last_lsn = lsn;
-	user->ops_since_snapshot++;
+	user_store_note_applied_locked(user, lsn);
 	user->version++;
 	pthread_cond_broadcast(&user->changed);
 }
@@ -475,4 +474,140 @@ void user_sync_stop_applier(struct user_store *store)
 	journal_wake(store->journal);
 	pthread_join(store->applier, NULL);
 	store->applier_running = false;
+}
+
+/*
+ * Trimming.  Replay rebuilds the link clocks from the records it finds,
+ * so before records go the link states are written to a checkpoint that
+ * open reads first ("=links" among the snapshots: no user's file name
+ * can be that, as '=' always starts a hex escape there).
+ */
+
+#define LINKS_CHECKPOINT "=links"
+
+static int links_encode_locked(struct user_store *store, struct buf *out)
+{
+	if (buf_put_u32(out, (uint32_t)store->link_count) < 0)
+		return -1;
+	for (size_t i = 0; i < store->link_count; i++) {
+		const struct link_state *l = &store->links[i];
+		size_t len = strlen(l->key);
+
+		if (buf_put_u8(out, (uint8_t)len) < 0 ||
+		    buf_append(out, l->key, len) < 0 ||
+		    buf_put_u64(out, l->received_lsn) < 0 ||
+		    vclock_encode(l->clock, out) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int user_sync_load_links(struct user_store *store, const char **error_r)
+{
+	struct buf data = BUF_INIT;
+	struct buf_reader r;
+	uint64_t lsn;
+	uint32_t count;
+	const char *why = NULL;
+	int ret;
+
+	ret = snapshot_read(store->snapshot_dir, LINKS_CHECKPOINT, &lsn, &data,
+			    &why);
+	if (ret <= 0) {
+		buf_free(&data);
+		if (ret < 0)
+			*error_r = user_store_set_error(
+				"cannot read the link checkpoint: %s", why);
+		return ret;
+	}
+	buf_reader_init(&r, data.data, data.len);
+	ret = buf_get_u32(&r, &count) && count <= VCLOCK_ENTRIES_MAX ? 0 : -1;
+	for (uint32_t i = 0; ret == 0 && i < count; i++) {
+		const unsigned char *key;
+		char name[VCLOCK_NAME_MAX + 1];
+		uint8_t len;
+		uint64_t received;
+		struct vclock *clock = NULL;
+		struct link_state *link;
+
+		if (!buf_get_u8(&r, &len) || len > VCLOCK_NAME_MAX ||
+		    !buf_get_bytes(&r, len, &key) ||
+		    !buf_get_u64(&r, &received) ||
+		    vclock_read(&r, &clock, &why) < 0) {
+			ret = -1;
+			break;
+		}
+		memcpy(name, key, len);
+		name[len] = '\0';
+		pthread_mutex_lock(&store->clock_lock);
+		link = user_store_link_locked(store, name);
+		if (link == NULL || vclock_merge(link->clock, clock, &why) < 0)
+			ret = -1;
+		else if (received > link->received_lsn)
+			link->received_lsn = received;
+		pthread_mutex_unlock(&store->clock_lock);
+		vclock_free(&clock);
+	}
+	if (ret < 0 || r.left != 0) {
+		*error_r = "corrupt link checkpoint";
+		ret = -1;
+	}
+	buf_free(&data);
+	return ret;
+}
+
+int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
+		    const char **error_r)
+{
+	struct buf data = BUF_INIT;
+	uint64_t durable = journal_durable_lsn(store->journal);
+	uint64_t upto = peers_safe_lsn;
+	uint64_t applied = atomic_load(&store->applied_lsn);
+	const char *why = NULL;
+	int ret;
+
+	if (store->applier_running && applied < upto)
+		upto = applied;
+	if (durable < upto)
+		upto = durable;
+	/* Every user whose records would go gets a snapshot first. */
+	pthread_mutex_lock(&store->lock);
+	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
+		for (struct user *u = store->table[i]; u != NULL; u = u->next) {
+			pthread_mutex_lock(&u->lock);
+			if (u->first_unsnapped_lsn != 0 &&
+			    u->first_unsnapped_lsn <= upto)
+				user_store_snapshot_locked(u);
+			if (u->first_unsnapped_lsn != 0 &&
+			    u->first_unsnapped_lsn <= upto)
+				upto = u->first_unsnapped_lsn - 1;
+			pthread_mutex_unlock(&u->lock);
+		}
+	}
+	pthread_mutex_unlock(&store->lock);
+	if (upto < journal_first_lsn(store->journal))
+		return 0;
+	pthread_mutex_lock(&store->clock_lock);
+	ret = links_encode_locked(store, &data);
+	pthread_mutex_unlock(&store->clock_lock);
+	if (ret < 0 ||
+	    snapshot_write(store->snapshot_dir, LINKS_CHECKPOINT, durable,
+			   data.data, data.len, &why) < 0) {
+		buf_free(&data);
+		*error_r = user_store_set_error(
+			"cannot write the link checkpoint: %s",
+			why != NULL ? why : "out of memory");
+		return -1;
+	}
+	buf_free(&data);
+	ret = journal_trim(store->journal, upto + 1, &why);
+	if (ret < 0) {
+		*error_r = user_store_set_error("cannot trim the journal: %s",
+						why);
+		return -1;
+	}
+	if (ret > 0)
+		log_info("journal trimmed below record %llu (%d segments)",
+			 (unsigned long long)(upto + 1), ret);
+	return ret;
 }

@@ -207,6 +207,8 @@ static void node_open(struct node *n)
 	opts.maildir_root = n->cfg->maildir_root;
 	opts.crdt_root = n->cfg->crdt_root;
 	opts.hierarchy_separator = '.';
+	/* Small segments, so that trimming has whole segments to drop. */
+	opts.journal_segment_size = 4096;
 	if (user_store_open(&opts, &n->store, &error) < 0)
 		fprintf(stderr, "open %s: %s\n", n->name, error);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(n->store);
@@ -222,6 +224,7 @@ static void node_sync(struct node *n)
 	t.backoff_min_ms = 10;
 	t.backoff_max_ms = 200;
 	t.report_interval_ms = 300;
+	t.trim_interval_ms = 100;
 	if (sync_start_tuned(&config, n->name, n->store, n->creds, &t,
 			     &n->sync, &error) < 0)
 		fprintf(stderr, "sync %s: %s\n", n->name, error);
@@ -624,6 +627,7 @@ static void test_break_under_load(void)
 static void test_backlog_drains(void)
 {
 	struct sync_peer_status st;
+	uint64_t first;
 
 	setup_cluster();
 	node_open(&W);
@@ -634,6 +638,7 @@ static void test_backlog_drains(void)
 	converge("carol");
 	node_close(&S);
 
+	first = journal_first_lsn(user_store_journal(W.store));
 	for (int i = 0; i < 100; i++)
 		op_append(&W, "carol", "INBOX", "while storage is down");
 	/* Longer than the report interval: the backlog is logged. */
@@ -641,11 +646,18 @@ static void test_backlog_drains(void)
 	CU_ASSERT_EQUAL(sync_peer_status(W.sync, "storage", &st), 0);
 	CU_ASSERT_FALSE(st.connected);
 	CU_ASSERT(st.safe_lsn < journal_durable_lsn(user_store_journal(W.store)));
+	/* The backlog is kept, however many trim rounds pass. */
+	CU_ASSERT_EQUAL(journal_first_lsn(user_store_journal(W.store)), first);
 
 	node_open(&S);
 	node_sync(&S);
 	converge("carol");
 	CU_ASSERT_EQUAL(box_count(&S, "carol", "INBOX"), 101);
+	/* Acknowledged now: the journal sheds it. */
+	for (int i = 0; i < 50 && journal_first_lsn(user_store_journal(
+					   W.store)) == first; i++)
+		usleep(20 * 1000);
+	CU_ASSERT(journal_first_lsn(user_store_journal(W.store)) > first);
 
 	/* And the worker restarting resumes where it was. */
 	node_close(&W);
