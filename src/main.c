@@ -221,11 +221,6 @@ static int run_role(const struct options *opts,
 	default:
 		return 2;
 	}
-	if (ops == NULL) {
-		log_error("this build of pluto cannot run the %s role yet",
-			  opts->failover ? "failover" : node_name(opts));
-		return 2;
-	}
 	block_stop_signals(&set);
 	if (ops->start(config, opts->worker_name) < 0)
 		return 1;

@@ -6,9 +6,6 @@
  * waits for SIGTERM/SIGINT and calls stop(), which stops accepting, lets
  * in-flight commands finish, joins every thread and returns the process
  * exit status (0 on a clean stop).
- *
- * A role_*() function returns NULL while that role is not built: main
- * then says so and exits non-zero rather than pretending.
  */
 #ifndef PLUTO_ROLE_H
 #define PLUTO_ROLE_H

@@ -1,22 +1,16 @@
 /*
- * roles.c - the table of roles this build can run.
- *
- * Each role's module replaces its NULL here when it lands; until then main
- * refuses to start that role.
+ * roles.c - the roles pluto can run, for main.c.
  */
 #include "autoconfig.h"
 
 #include <stddef.h>
 
+#include "distributor.h"
 #include "imapd.h"
 #include "role.h"
 
 const struct role_ops *role_distributor(void)
 {
-	/* Declared in distributor.h; declared here so that only this
-	 * body changes (see distributor.h). */
-	extern const struct role_ops distributor_role_ops;
-
 	return &distributor_role_ops;
 }
 
@@ -27,9 +21,6 @@ const struct role_ops *role_worker(void)
 
 const struct role_ops *role_failover(void)
 {
-	/* Declared in distributor.h, like distributor_role_ops. */
-	extern const struct role_ops failover_role_ops;
-
 	return &failover_role_ops;
 }
 

@@ -1,8 +1,8 @@
 #!/bin/sh
 # tools/setup.sh - set up, build and run pluto on a fresh Debian 12 machine.
 #
-#   tools/setup.sh run     install what is missing, build, and run pluto's
-#                          main job (see README.md, Quick start line 1)
+#   tools/setup.sh run     install what is missing, build, and start a
+#                          local cluster (README.md, Quick start line 1)
 #   tools/setup.sh check   install what is missing, build, and run the whole
 #                          test suite (README.md, Quick start line 2)
 #   tools/setup.sh build   install what is missing and build
@@ -73,25 +73,11 @@ build() {
 	make -j"$jobs"
 }
 
-# pluto's main job until the distributor lands a running cluster: a local
-# cluster configuration with its own PKI, validated by pluto itself.
+# pluto's main job: a local cluster (storage, two workers, the
+# distributor) on 127.0.0.1 with its own PKI and demo users; pluto-local
+# prints how to connect.
 run_local() {
-	localdir=$srcdir/local
-	mkdir -p "$localdir"
-	if [ ! -f "$localdir/pluto.ini" ]; then
-		cp "$srcdir/conf/pluto.ini.example" "$localdir/pluto.ini"
-	fi
-	if [ ! -f "$localdir/users.txt" ]; then
-		say "creating demo users in $localdir/users.txt"
-		printf 'alice:alice-demo-password\nbob:bob-demo-password\n' \
-			> "$localdir/users.txt"
-		chmod 600 "$localdir/users.txt"
-	fi
-	if [ ! -f "$localdir/pki/internal-ca.pem" ]; then
-		say "creating the local PKI"
-		"$builddir/pluto-pki" -c "$localdir/pluto.ini" --public-selfsigned
-	fi
-	"$builddir/pluto" -c "$localdir/pluto.ini" --check-config
+	"$srcdir/tools/pluto-local" up --dir "$srcdir/local"
 }
 
 case ${1:-} in

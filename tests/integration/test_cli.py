@@ -6,6 +6,7 @@ and the shipped example configuration."""
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 
@@ -110,14 +111,24 @@ def test_all_errors_at_once():
     check("Colour" in err or "colour" in err, "unknown key named: " + err)
 
 
-def test_roles_not_built_say_so():
+def test_roles_start_and_stop():
+    """Every role runs in the foreground, listens, and stops gracefully
+    with status 0 on SIGTERM, as service managers expect."""
     c = Cluster(workers=1)
     c.make_pki()
-    for args in (["--distributor"], ["--storage"], ["--worker", "worker-1"],
-                 ["--worker", "worker-1", "--failover"]):
-        r = c.pluto(*args, timeout=10)
-        if r.returncode == 0:
-            raise AssertionError("%s exited 0" % args)
+    w = c.workers[0]
+    c.start("storage", "--storage", wait_port_num=c.ports["storage_mail"])
+    c.start("worker-1", "--worker", "worker-1", wait_port_num=w["mail"])
+    c.start("distributor", "--distributor",
+            wait_port_num=c.ports["distributor"])
+    for name in ("distributor", "worker-1", "storage"):
+        code = c.stop(name)
+        check(code == 0, "%s exits 0 on SIGTERM, not %s" % (name, code))
+    # The failover node stands in on the stopped worker's port.
+    c.start("failover", "--worker", "worker-1", "--failover",
+            wait_port_num=w["mail"])
+    check(c.stop("failover", signal.SIGINT) == 0,
+          "the failover node exits 0 on SIGINT")
     r = c.pluto("--worker", "nosuch", timeout=10)
     check(r.returncode != 0 and "nosuch" in r.stderr,
           "an unknown worker is named")
@@ -149,6 +160,6 @@ run_tests([
     ("pki and check-config", test_pki_and_check_config),
     ("certtool verifies", test_verify_with_certtool),
     ("all errors at once", test_all_errors_at_once),
-    ("roles not built say so", test_roles_not_built_say_so),
+    ("roles start and stop", test_roles_start_and_stop),
     ("example config", test_example_config),
 ])
