@@ -556,9 +556,42 @@ int user_sync_load_links(struct user_store *store, const char **error_r)
 	return ret;
 }
 
+/* Every user of the table, in a new array (NULL when empty or out of
+ * memory; *count_r tells which). */
+static struct user **collect_users(struct user_store *store, size_t *count_r)
+{
+	struct user **users = NULL;
+	size_t count = 0, cap = 0;
+
+	pthread_mutex_lock(&store->lock);
+	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
+		for (struct user *u = store->table[i]; u != NULL; u = u->next) {
+			if (count == cap) {
+				size_t ncap = cap == 0 ? 64 : cap * 2;
+				struct user **n =
+					realloc(users, ncap * sizeof(*n));
+				if (n == NULL) {
+					free(users);
+					pthread_mutex_unlock(&store->lock);
+					*count_r = 1;
+					return NULL;
+				}
+				users = n;
+				cap = ncap;
+			}
+			users[count++] = u;
+		}
+	}
+	pthread_mutex_unlock(&store->lock);
+	*count_r = count;
+	return users;
+}
+
 int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
 		    const char **error_r)
 {
+	struct user **users;
+	size_t count;
 	struct buf data = BUF_INIT;
 	uint64_t durable = journal_durable_lsn(store->journal);
 	uint64_t upto = peers_safe_lsn;
@@ -570,21 +603,27 @@ int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
 		upto = applied;
 	if (durable < upto)
 		upto = durable;
-	/* Every user whose records would go gets a snapshot first. */
-	pthread_mutex_lock(&store->lock);
-	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
-		for (struct user *u = store->table[i]; u != NULL; u = u->next) {
-			pthread_mutex_lock(&u->lock);
-			if (u->first_unsnapped_lsn != 0 &&
-			    u->first_unsnapped_lsn <= upto)
-				user_store_snapshot_locked(u);
-			if (u->first_unsnapped_lsn != 0 &&
-			    u->first_unsnapped_lsn <= upto)
-				upto = u->first_unsnapped_lsn - 1;
-			pthread_mutex_unlock(&u->lock);
-		}
+	/* Every user whose records would go gets a snapshot first.  The
+	 * users are collected under the table lock and snapshotted outside
+	 * it (users are never removed before user_store_free). */
+	users = collect_users(store, &count);
+	if (users == NULL && count > 0) {
+		*error_r = "out of memory";
+		return -1;
 	}
-	pthread_mutex_unlock(&store->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct user *u = users[i];
+
+		pthread_mutex_lock(&u->lock);
+		if (u->first_unsnapped_lsn != 0 &&
+		    u->first_unsnapped_lsn <= upto)
+			user_store_snapshot_locked(u);
+		if (u->first_unsnapped_lsn != 0 &&
+		    u->first_unsnapped_lsn <= upto)
+			upto = u->first_unsnapped_lsn - 1;
+		pthread_mutex_unlock(&u->lock);
+	}
+	free(users);
 	if (upto < journal_first_lsn(store->journal))
 		return 0;
 	pthread_mutex_lock(&store->clock_lock);
