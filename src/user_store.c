@@ -943,7 +943,7 @@ uint64_t user_wait_change(struct user *user, uint64_t seen, int timeout_ms)
 		}
 	}
 	pthread_mutex_lock(&user->lock);
-	while (user->version == seen && !user->woken) {
+	while (user->version == seen) {
 		if (timeout_ms < 0) {
 			pthread_cond_wait(&user->changed, &user->lock);
 		} else if (pthread_cond_timedwait(&user->changed, &user->lock,
@@ -1640,16 +1640,3 @@ const char *const *user_subscriptions_locked(struct user *user,
 	return (const char *const *)user->subs;
 }
 
-void user_store_wake_all(struct user_store *store)
-{
-	pthread_mutex_lock(&store->lock);
-	for (size_t i = 0; i < USER_TABLE_SIZE; i++) {
-		for (struct user *u = store->table[i]; u != NULL; u = u->next) {
-			pthread_mutex_lock(&u->lock);
-			u->woken = true;
-			pthread_cond_broadcast(&u->changed);
-			pthread_mutex_unlock(&u->lock);
-		}
-	}
-	pthread_mutex_unlock(&store->lock);
-}

@@ -95,9 +95,9 @@ const char *user_name(const struct user *user);
  * whether its view of the selected mailbox may be stale. */
 uint64_t user_version_locked(const struct user *user);
 
-/* Blocks until the user's version differs from seen, timeout_ms passed
- * (negative: forever) or user_wake_all was called; for IDLE.  Called
- * without the lock.  Returns the current version. */
+/* Blocks until the user's version differs from seen or timeout_ms passed
+ * (negative: forever); for IDLE, which alternates it with a look at the
+ * socket.  Called without the lock.  Returns the current version. */
 uint64_t user_wait_change(struct user *user, uint64_t seen, int timeout_ms);
 
 /*
@@ -193,8 +193,5 @@ int user_store_start_applier(struct user_store *store, const char **error_r);
  * the number of segments removed, or -1 with *error_r. */
 int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
 		    const char **error_r);
-
-/* Makes every user_wait_change return at once, now and later (shutdown). */
-void user_store_wake_all(struct user_store *store);
 
 #endif

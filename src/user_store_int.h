@@ -60,7 +60,6 @@ struct user {
 	 * journal cannot be trimmed past it. */
 	uint64_t first_unsnapped_lsn;
 	unsigned ops_since_snapshot;
-	bool woken;
 
 	struct replayed_append *appends;
 	size_t append_count, append_cap;
