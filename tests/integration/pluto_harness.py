@@ -71,7 +71,13 @@ class Cluster:
     """A configuration for storage, n workers and a distributor."""
 
     def __init__(self, workers=2, users_per_worker=10, users=None,
-                 extra=None):
+                 extra=None, auth_postgres=None):
+        """auth_postgres: None for AuthFile (users.txt, from `users`), or
+        the keys of [Distributor.AuthPostgres] (IP, Port, Database, User,
+        Password, UseTLS) to make AuthPostgres the adapter.  users.txt
+        and its section are written either way.  The attribute of the
+        same name may be changed later, then write_config() called and
+        the distributor restarted."""
         self.dir = tempfile.mkdtemp(prefix="pluto-it.")
         self.procs = {}
         self.logs = {}
@@ -96,6 +102,7 @@ class Cluster:
                                for i in range(1, workers * users_per_worker
                                               + 1)]
         self.extra = extra or {}
+        self.auth_postgres = auth_postgres
         self.config = os.path.join(self.dir, "pluto.ini")
         self.write_config()
         atexit.register(self.destroy)
@@ -120,7 +127,8 @@ class Cluster:
             "ListenIP = 127.0.0.1",
             "Port = %d" % self.ports["distributor"],
             "StartTLSPort = %d" % self.ports["distributor_starttls"],
-            "AuthAdapter = AuthFile",
+            "AuthAdapter = %s" % ("AuthFile" if self.auth_postgres is None
+                                  else "AuthPostgres"),
             "",
             "[Distributor.PublicTLS]",
             "CertLoc = pki/public.pem",
@@ -135,6 +143,11 @@ class Cluster:
             "Separator = :",
             "",
         ]
+        if self.auth_postgres is not None:
+            lines.append("[Distributor.AuthPostgres]")
+            for k, v in self.auth_postgres.items():
+                lines.append("%s = %s" % (k, v))
+            lines.append("")
         for w in self.workers:
             lines += [
                 "[Workers.%s]" % w["name"],
