@@ -22,6 +22,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -213,7 +215,7 @@ static int open_once(const struct tls_creds *creds,
 	const char *line;
 	size_t len;
 	char reason[200];
-	int fd, ret;
+	int fd, ret, one = 1;
 
 	fd = net_connect(t->ip, t->port, connect_ms, &err);
 	if (fd < 0) {
@@ -221,6 +223,12 @@ static int open_once(const struct tls_creds *creds,
 				       t->ip, (unsigned)t->port, err);
 		return -1;
 	}
+	/* The TLS handshake and every relayed command are small writes
+	 * answered by the peer: with Nagle's algorithm one of them waits
+	 * for the peer's delayed ACK (40 ms on Linux) at every LOGIN. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		log_debug("cannot set TCP_NODELAY towards %s: %s", t->node,
+			  strerror(errno));
 	c = conn_new(fd);
 	if (c == NULL) {
 		*error_r = relay_error("out of memory");
