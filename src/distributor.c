@@ -32,6 +32,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -764,6 +765,7 @@ static void dist_handle(struct server_conn *sc, void *ctx)
 	struct dist_session s;
 	char caps[128];
 	const char *err;
+	int one = 1;
 
 	memset(&s, 0, sizeof(s));
 	s.d = l->d;
@@ -771,6 +773,12 @@ static void dist_handle(struct server_conn *sc, void *ctx)
 	s.sc = sc;
 	buf_init(&s.in);
 	s.deadline_ms = now_ms() + (long long)pre_ms * PREAUTH_TOTAL_FACTOR;
+	/* Handshake messages, the greeting and relayed answers are small
+	 * writes; with Nagle's algorithm one can wait for the client's
+	 * delayed ACK (40 ms). */
+	if (setsockopt(sc->fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		       sizeof(one)) < 0)
+		log_debug("cannot set TCP_NODELAY: %s", strerror(errno));
 	s.conn = conn_new(sc->fd);
 	if (s.conn == NULL) {
 		log_warnx("out of memory for a connection");
