@@ -780,7 +780,8 @@ int user_store_open(const struct user_store_options *opts,
 				     strerror(errno));
 		goto fail;
 	}
-	if (snapshot_clean_tmp(store->snapshot_dir, &why) < 0)
+	if (snapshot_clean_tmp(store->snapshot_dir, &why) < 0 ||
+	    snapshot_clean_tmp(store->subs_dir, &why) < 0)
 		log_warnx("cannot clean snapshot temporaries: %s", why);
 	if (journal_open(store->journal_dir, &jopts, &store->journal, &why) <
 	    0) {
@@ -1486,48 +1487,42 @@ int user_message_open_locked(struct user *user,
  * Subscriptions.
  */
 
-static int subs_path(struct user *user, char *path, size_t size)
-{
-	char fname[SNAPSHOT_NAME_BUFSIZE];
-
-	if (user_file_name(user->name, fname) < 0)
-		return -1;
-	if ((size_t)snprintf(path, size, "%s/%s", user->store->subs_dir,
-			     fname) >= size)
-		return -1;
-	return 0;
-}
-
+/* The subscription list is stored like a snapshot (snapshot.h): one
+ * checksummed file per user, replaced atomically, holding the names
+ * NUL-separated. */
 static int subs_load_locked(struct user *user)
 {
-	char path[4096];
-	char line[1100];
-	FILE *f;
+	char fname[SNAPSHOT_NAME_BUFSIZE];
+	struct buf data = BUF_INIT;
+	uint64_t unused;
+	const char *why = NULL;
+	int ret;
 
 	if (user->subs_loaded)
 		return 0;
-	if (subs_path(user, path, sizeof(path)) < 0)
+	if (user_file_name(user->name, fname) < 0)
 		return -1;
-	f = fopen(path, "re");
-	if (f != NULL) {
-		while (fgets(line, sizeof(line), f) != NULL) {
-			char **subs;
-			size_t len = strcspn(line, "\n");
+	ret = snapshot_read(user->store->subs_dir, fname, &unused, &data, &why);
+	for (size_t off = 0; ret > 0 && off < data.len;) {
+		const char *name = (const char *)data.data + off;
+		size_t len = strnlen(name, data.len - off);
+		char **subs;
 
-			line[len] = '\0';
-			if (len == 0)
-				continue;
-			subs = realloc(user->subs,
-				       (user->sub_count + 1) * sizeof(*subs));
-			if (subs == NULL)
-				break;
-			user->subs = subs;
-			user->subs[user->sub_count] = strdup(line);
-			if (user->subs[user->sub_count] != NULL)
-				user->sub_count++;
-		}
-		fclose(f);
-	} else if (errno != ENOENT) {
+		off += len + 1;
+		if (len == 0 || off > data.len)
+			continue;
+		subs = realloc(user->subs, (user->sub_count + 1) * sizeof(*subs));
+		if (subs == NULL)
+			break;
+		user->subs = subs;
+		user->subs[user->sub_count] = strndup(name, len);
+		if (user->subs[user->sub_count] != NULL)
+			user->sub_count++;
+	}
+	buf_free(&data);
+	if (ret < 0) {
+		log_warnx("cannot read the subscriptions of %s: %s", user->name,
+			  why);
 		return -1;
 	}
 	user->subs_loaded = true;
@@ -1539,50 +1534,29 @@ static int compare_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Rewrites the file: tmp, fsync, rename, fsync of the directory. */
 static int subs_save_locked(struct user *user, const char **error_r)
 {
-	char path[4096], tmp[4200];
+	char fname[SNAPSHOT_NAME_BUFSIZE];
 	struct buf data = BUF_INIT;
-	int fd, dfd;
-	int ret = -1;
+	const char *why = NULL;
+	int ret = 0;
 
-	if (subs_path(user, path, sizeof(path)) < 0) {
+	if (user_file_name(user->name, fname) < 0) {
 		*error_r = "user name too long for this node";
 		return -1;
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	for (size_t i = 0; i < user->sub_count; i++) {
-		buf_append_str(&data, user->subs[i]);
-		buf_append(&data, "\n", 1);
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		goto out;
-	if ((data.len > 0 && write(fd, data.data, data.len) !=
-					     (ssize_t)data.len) ||
-	    fsync(fd) < 0) {
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		unlink(tmp);
-		goto out;
-	}
-	dfd = open(user->store->subs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	ret = 0;
-out:
+	for (size_t i = 0; i < user->sub_count && ret == 0; i++)
+		ret = buf_append(&data, user->subs[i],
+				 strlen(user->subs[i]) + 1);
+	if (ret == 0)
+		ret = snapshot_write(user->store->subs_dir, fname, 0,
+				     data.data, data.len, &why);
+	buf_free(&data);
 	if (ret < 0)
 		*error_r = user_store_set_error("cannot save subscriptions: %s",
-				     strerror(errno));
-	buf_free(&data);
-	return ret;
+						why != NULL ? why
+							    : "out of memory");
+	return ret < 0 ? -1 : 0;
 }
 
 int user_subscribe_locked(struct user *user, const char *mailbox,
