@@ -485,41 +485,81 @@ static int collect_mailbox(const char *name, void *ctx)
 	return buf_append(names, name, strlen(name) + 1);
 }
 
-/* The body of a replayed or applied APPEND, from its journal record. */
-static int deliver_from_journal(struct user *user, const char *mailbox,
-				const struct mailstate_msg *msg)
-{
-	struct journal_reader *reader;
-	struct journal_record rec;
-	struct jrec jrec;
-	struct op *op = NULL;
-	const char *why = NULL;
-	uint64_t lsn = 0;
-	int ret = -1;
+/* A message to rewrite from its journal record. */
+struct missing_file {
+	uint64_t lsn;			/* 0: no record known */
+	const char *mailbox;
+	const struct mailstate_msg *msg;
+};
 
-	for (size_t i = 0; i < user->append_count; i++) {
-		if (strcmp(user->appends[i].tag, msg->tag) == 0)
-			lsn = user->appends[i].lsn;
+static int compare_missing(const void *a, const void *b)
+{
+	uint64_t x = ((const struct missing_file *)a)->lsn;
+	uint64_t y = ((const struct missing_file *)b)->lsn;
+
+	return x < y ? -1 : x > y;
+}
+
+static int compare_appends(const void *a, const void *b)
+{
+	return strcmp(((const struct replayed_append *)a)->tag,
+		      ((const struct replayed_append *)b)->tag);
+}
+
+/* Writes the files of missing[] (sorted by LSN) from their APPEND
+ * records with one reader moving forward, since positioning a new reader
+ * scans its segment's headers: a reader per message made rewriting n
+ * files O(n x segment).  Returns how many were written. */
+static size_t deliver_from_journal(struct user *user,
+				   const struct missing_file *missing,
+				   size_t count)
+{
+	struct journal_reader *reader = NULL;
+	size_t done = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		const struct missing_file *m = &missing[i];
+		struct journal_record rec;
+		const char *why = NULL;
+		int ret = 0;
+
+		if (reader != NULL && journal_reader_position(reader) > m->lsn)
+			journal_reader_free(&reader);
+		if (reader == NULL) {
+			reader = journal_reader_new(user->store->journal,
+						    m->lsn, &why);
+			if (reader == NULL)
+				continue;
+		}
+		while (journal_reader_position(reader) <= m->lsn &&
+		       (ret = journal_reader_next(reader, &rec, &why)) == 1 &&
+		       rec.lsn < m->lsn)
+			;
+		if (ret == 1 && rec.lsn == m->lsn) {
+			struct jrec jrec;
+			struct op *op = NULL;
+
+			if (user_store_decode_op(&rec, &jrec, &op, &why) ==
+			    0) {
+				if (op->type == OP_APPEND &&
+				    strcmp(op->tag, m->msg->tag) == 0 &&
+				    maildir_deliver(user->md, m->mailbox,
+						    m->msg->tag,
+						    user_store_maildir_flags(
+							    m->msg->flags),
+						    op->body, op->body_len,
+						    &why) >= 0)
+					done++;
+				jrec_clear(&jrec);
+			}
+			op_free(&op);
+		} else {
+			/* Broken or at the end: start afresh next time. */
+			journal_reader_free(&reader);
+		}
 	}
-	if (lsn == 0)
-		return -1;
-	reader = journal_reader_new(user->store->journal, lsn, &why);
-	if (reader == NULL)
-		return -1;
-	if (journal_reader_next(reader, &rec, &why) == 1 && rec.lsn == lsn &&
-	    user_store_decode_op(&rec, &jrec, &op, &why) == 0) {
-		if (op->type == OP_APPEND && strcmp(op->tag, msg->tag) == 0)
-			ret = maildir_deliver(user->md, mailbox, msg->tag,
-					      user_store_maildir_flags(
-						      msg->flags),
-					      op->body, op->body_len, &why) < 0
-				      ? -1
-				      : 0;
-		jrec_clear(&jrec);
-	}
-	op_free(&op);
 	journal_reader_free(&reader);
-	return ret;
+	return done;
 }
 
 /* Copies a message file into another folder (Maildir++ has no atomic
@@ -641,28 +681,77 @@ static bool scanned(const struct disk_scan *scan, const char *tag)
 static size_t restore_missing(struct user *user, const char *const *live,
 			      size_t live_count, const struct disk_scan *scan)
 {
-	size_t fixed = 0;
+	struct missing_file *missing = NULL;
+	struct replayed_append *by_tag = NULL;
+	size_t count = 0, cap = 0, fixed = 0;
 
 	for (size_t i = 0; i < live_count; i++) {
 		struct mailstate_mailbox *box =
 			mailstate_mailbox_find(user->state, live[i]);
-		size_t count = box != NULL ? mailstate_mailbox_count(box) : 0;
+		size_t n = box != NULL ? mailstate_mailbox_count(box) : 0;
 
-		for (size_t k = 0; k < count; k++) {
+		for (size_t k = 0; k < n; k++) {
 			const struct mailstate_msg *msg =
 				mailstate_mailbox_msg_at(box, k);
 
 			if (scanned(scan, msg->tag))
 				continue;
-			if (deliver_from_journal(user, live[i], msg) == 0)
-				fixed++;
-			else
-				log_error("message %s in %s of %s has no file "
-					  "and no journal record to rewrite it "
-					  "from", msg->tag, live[i],
-					  user->name);
+			if (count == cap) {
+				size_t ncap = cap == 0 ? 16 : cap * 2;
+				struct missing_file *m =
+					ncap > SIZE_MAX / sizeof(*m) ? NULL :
+					realloc(missing, ncap * sizeof(*m));
+
+				if (m == NULL) {
+					free(missing);
+					return 0;
+				}
+				missing = m;
+				cap = ncap;
+			}
+			missing[count].lsn = 0;
+			missing[count].mailbox = live[i];
+			missing[count++].msg = msg;
 		}
 	}
+	if (count == 0)
+		return 0;
+	/* The record of each: the replay notes, looked up by tag. */
+	if (user->append_count > 0 &&
+	    (by_tag = malloc(user->append_count * sizeof(*by_tag))) != NULL) {
+		memcpy(by_tag, user->appends,
+		       user->append_count * sizeof(*by_tag));
+		qsort(by_tag, user->append_count, sizeof(*by_tag),
+		      compare_appends);
+		for (size_t i = 0; i < count; i++) {
+			struct replayed_append key, *a;
+
+			key.tag = (char *)missing[i].msg->tag;
+			a = bsearch(&key, by_tag, user->append_count,
+				    sizeof(*by_tag), compare_appends);
+			if (a != NULL)
+				missing[i].lsn = a->lsn;
+		}
+	}
+	qsort(missing, count, sizeof(*missing), compare_missing);
+	for (size_t i = 0; i < count && missing[i].lsn == 0; i++)
+		log_error("message %s in %s of %s has no file and no journal "
+			  "record to rewrite it from", missing[i].msg->tag,
+			  missing[i].mailbox, user->name);
+	{
+		size_t first = 0;
+
+		while (first < count && missing[first].lsn == 0)
+			first++;
+		fixed = deliver_from_journal(user, missing + first,
+					     count - first);
+		if (fixed < count - first)
+			log_error("%zu message files of %s could not be "
+				  "rewritten from the journal",
+				  count - first - fixed, user->name);
+	}
+	free(by_tag);
+	free(missing);
 	return fixed;
 }
 
