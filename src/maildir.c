@@ -266,8 +266,10 @@ static void maildir_staging_name(char name_r[MAILDIR_NAME_BUFSIZE],
 }
 
 /* Creates dir and its cur/ new/ tmp/ (mode 0700), tolerating parts that
- * exist.  Returns the number of entries created, or -1. */
-static int maildir_make_dirs(int parent_fd, const char *dir,
+ * exist, and fsyncs dir when it created something and sync is true (a
+ * caller that fsyncs dir itself afterwards passes false).  Returns the
+ * number of entries created, or -1. */
+static int maildir_make_dirs(int parent_fd, const char *dir, bool sync,
 			     const char **error_r)
 {
 	static const char *const subs[] = { "cur", "new", "tmp" };
@@ -294,7 +296,7 @@ static int maildir_make_dirs(int parent_fd, const char *dir,
 			return -1;
 		}
 	}
-	if (created > 0 && fsync_dir(fd) < 0) {
+	if (sync && created > 0 && fsync_dir(fd) < 0) {
 		*error_r = maildir_syserr("fsync");
 		close_keep_errno(fd);
 		return -1;
@@ -323,7 +325,7 @@ int maildir_open(const char *maildir_root, const void *user, size_t user_len,
 		*error_r = maildir_syserr("open(MaildirRoot)");
 		return -1;
 	}
-	created = maildir_make_dirs(base_fd, name, error_r);
+	created = maildir_make_dirs(base_fd, name, true, error_r);
 	if (created > 0 && fsync_dir(base_fd) < 0) {
 		*error_r = maildir_syserr("fsync(MaildirRoot)");
 		created = -1;
@@ -759,7 +761,9 @@ int maildir_mailbox_create(struct maildir *md, const char *mailbox,
 		return -1;
 	}
 	maildir_staging_name(staging, "mbox");
-	if (maildir_make_dirs(tmp_fd, staging, error_r) < 0)
+	/* The staging folder is fsynced once, below, after maildirfolder
+	 * is in it too: that covers cur/, new/ and tmp/ as well. */
+	if (maildir_make_dirs(tmp_fd, staging, false, error_r) < 0)
 		goto fail;
 	sfd = openat(tmp_fd, staging,
 		     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
