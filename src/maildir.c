@@ -549,11 +549,100 @@ int maildir_delivery_finish(struct maildir_delivery **dp,
 	return 1;
 }
 
+#ifdef O_TMPFILE
+/* maildir_deliver for file systems with O_TMPFILE: the data goes into an
+ * unnamed file of cur/, which is fsynced and then linked in under its
+ * final name.  As with tmp/, nobody can see the file before it is whole
+ * and durable; unlike tmp/, no name is created and removed again, so the
+ * file's fsync does not also write out tmp/'s directory block (ext4
+ * without a journal does), and a crash leaves nothing to clean up.
+ * Returns like maildir_delivery_finish, or -2 when the file system has no
+ * O_TMPFILE (the caller then goes through tmp/). */
+static int maildir_deliver_unnamed(struct maildir *md, const char *mailbox,
+				   const char *tag, unsigned int flags,
+				   const void *data, size_t len,
+				   const char **error_r)
+{
+	char name[MAILDIR_FILENAME_BUFSIZE], proc[64];
+	const unsigned char *p = data;
+	int cur_fd, fd, ret = -1;
+
+	if (maildir_file_name(tag, flags, name, error_r) < 0)
+		return -1;
+	cur_fd = maildir_mailbox_subdir(md, mailbox, "cur", error_r);
+	if (cur_fd < 0)
+		return -1;
+	fd = openat(cur_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == EOPNOTSUPP || errno == EISDIR ||
+		    errno == EINVAL) {
+			close(cur_fd);
+			return -2;
+		}
+		*error_r = maildir_syserr("create(unnamed)");
+		close_keep_errno(cur_fd);
+		return -1;
+	}
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			*error_r = maildir_syserr("write(tmp)");
+			goto out;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		*error_r = maildir_syserr("fsync(tmp)");
+		goto out;
+	}
+	/* linkat(AT_EMPTY_PATH) needs a capability; the /proc link does
+	 * not.  Without /proc, tmp/ it is. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, proc, cur_fd, name, AT_SYMLINK_FOLLOW) < 0) {
+		if (errno == EEXIST) {
+			ret = 0;
+			goto out;
+		}
+		if (errno == ENOENT) {
+			ret = -2;
+			goto out;
+		}
+		*error_r = maildir_syserr("link(cur)");
+		goto out;
+	}
+	if (fsync_dir(cur_fd) < 0) {
+		*error_r = maildir_syserr("fsync(cur)");
+		if (unlinkat(cur_fd, name, 0) < 0)
+			log_warn("maildir: cannot withdraw %s", name);
+		goto out;
+	}
+	ret = 1;
+out:
+	close_keep_errno(fd);
+	close_keep_errno(cur_fd);
+	return ret;
+}
+#endif
+
 int maildir_deliver(struct maildir *md, const char *mailbox, const char *tag,
 		    unsigned int flags, const void *data, size_t len,
 		    const char **error_r)
 {
 	struct maildir_delivery *d;
+
+#ifdef O_TMPFILE
+	int ret = maildir_deliver_unnamed(md, mailbox, tag, flags, data, len,
+					  error_r);
+
+	if (ret != -2)
+		return ret;
+#endif
 
 	if (maildir_delivery_begin(md, mailbox, tag, flags, &d, error_r) < 0)
 		return -1;
