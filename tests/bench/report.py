@@ -54,8 +54,22 @@ def load_extra(path):
     extra = {}
     for line in open(path):
         k, _, v = line.rstrip("\n").partition(" ")
+        if k.endswith(":") and k in extra:
+            # Repeated "tool:" lines of a log: keep them all.
+            n = 2
+            while "%s%d" % (k, n) in extra:
+                n += 1
+            k = "%s%d" % (k, n)
         extra[k] = v
     return extra
+
+
+def extra_waits(path):
+    """The quiesce_waited_s lines, which repeat."""
+    for line in open(path):
+        k, _, v = line.strip().partition(" ")
+        if k == "quiesce_waited_s" and v.isdigit():
+            yield k, v
 
 
 def med(values):
@@ -162,6 +176,12 @@ def build(args):
                      fmt(stat(rows, dk, "rate")[0], 0), fmt(ratio)))
     w("")
     w("Failed requests over all side-by-side runs: %d." % errs)
+    waits = [int(v) for k, v in extra_waits(args.extra)]
+    if waits:
+        w("Before %d of the runs the script waited for pluto's background"
+          " work of the run before (storage applying replicated APPENDs)"
+          " to finish: %d s in all, at most %d s."
+          % (len(waits), sum(waits), max(waits)))
     w("")
     imgs = []
     if args.img:

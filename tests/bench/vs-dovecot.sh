@@ -338,6 +338,35 @@ pluto_pids() {
 # ---------------------------------------------------------------------
 # Running pluto-bench and keeping its summary rows.
 
+# quiesce: waits (at most 120 s) until the pluto nodes use less than 3%
+# of a CPU, so that one run does not pay for the replication backlog of
+# the run before (storage applying what the workers wrote), whichever
+# server it measures.  Dovecot does nothing in the background.
+quiesce() {
+	local pids start now ticks last i
+	pids=$(pluto_pids | tr , ' ')
+	[ -n "$pids" ] || return 0
+	start=$(date +%s)
+	last=
+	for i in $(seq 1 240); do
+		ticks=0
+		for p in $pids; do
+			[ -r "/proc/$p/stat" ] || continue
+			ticks=$((ticks + $(awk '{ print $14 + $15 }' \
+				"/proc/$p/stat")))
+		done
+		if [ -n "$last" ] && [ $((ticks - last)) -le 1 ]; then
+			break
+		fi
+		last=$ticks
+		sleep 0.5
+	done
+	now=$(date +%s)
+	[ $((now - start)) -gt 1 ] &&
+		echo "quiesce_waited_s $((now - start))" >>"$extra"
+	return 0
+}
+
 # run SERVER TAG ROUND CLIENTS ARGS...: one pluto-bench run; appends
 # "server tag clients round command count errors p50 p90 p99 ok/s" rows
 # to results.tsv and keeps the CSV.
@@ -347,6 +376,7 @@ run() {
 	if [ "$server" = pluto ]; then port=$pport; else port=$dport; fi
 	out=$tmp/out/$server-$tag-c$clients-r$round
 	mkdir -p "$tmp/out"
+	quiesce
 	timeout -k 5 $((duration * 4 + 120)) "$BENCH" -H 127.0.0.1 \
 		-p "$port" --insecure --quiet --timeout 30 -c "$clients" \
 		--csv "$out.csv" "$@" >"$out.txt" 2>"$out.err"
