@@ -45,6 +45,35 @@ char *buf_cstr(struct buf *b);
 /* Hands the storage to the caller (who frees it) and empties b. */
 unsigned char *buf_steal(struct buf *b, size_t *len_r);
 
+/* Big-endian integers at a fixed place in memory the caller has checked
+ * is large enough: for file and wire headers written in place or patched
+ * after the fact, where the appending and bounds-checked calls above do
+ * not fit. */
+static inline void buf_write_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static inline void buf_write_be64(unsigned char *p, uint64_t v)
+{
+	buf_write_be32(p, (uint32_t)(v >> 32));
+	buf_write_be32(p + 4, (uint32_t)v);
+}
+
+static inline uint32_t buf_read_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline uint64_t buf_read_be64(const unsigned char *p)
+{
+	return (uint64_t)buf_read_be32(p) << 32 | buf_read_be32(p + 4);
+}
+
 /* Reads from borrowed memory; every getter returns false, consuming
  * nothing, when too few bytes are left. */
 struct buf_reader {

@@ -40,6 +40,7 @@
 
 #include "journal.h"
 
+#include "buf.h"
 #include "crc32c.h"
 #include "log.h"
 
@@ -150,37 +151,12 @@ static const char *journal_err(bool with_errno, const char *fmt, ...)
 	return journal_errbuf;
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static void put_be64(unsigned char *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
 static void header_encode(unsigned char *p, uint32_t len, uint64_t lsn,
 			  uint8_t type)
 {
-	put_be32(p, JOURNAL_MAGIC);
-	put_be32(p + 4, len);
-	put_be64(p + 8, lsn);
+	buf_write_be32(p, JOURNAL_MAGIC);
+	buf_write_be32(p + 4, len);
+	buf_write_be64(p + 8, lsn);
 	p[16] = type;
 	p[17] = 0;
 	p[18] = 0;
@@ -192,9 +168,9 @@ static void header_encode(unsigned char *p, uint32_t len, uint64_t lsn,
 static const char *header_check(const unsigned char *p, uint64_t expected_lsn,
 				struct journal_header *h_r)
 {
-	h_r->magic = get_be32(p);
-	h_r->len = get_be32(p + 4);
-	h_r->lsn = get_be64(p + 8);
+	h_r->magic = buf_read_be32(p);
+	h_r->len = buf_read_be32(p + 4);
+	h_r->lsn = buf_read_be64(p + 8);
 	h_r->type = p[16];
 	memcpy(h_r->pad, p + 17, 3);
 	if (h_r->magic != JOURNAL_MAGIC)
@@ -421,7 +397,7 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			*bad_r = "incomplete record";
 			break;
 		}
-		if (get_be32(tr) != crc) {
+		if (buf_read_be32(tr) != crc) {
 			*bad_r = "record checksum mismatch";
 			break;
 		}
@@ -878,7 +854,7 @@ int journal_append_async(struct journal *j, uint8_t type,
 	}
 	lsn = j->next_lsn;
 	header_encode(hdr, (uint32_t)len, lsn, type);
-	put_be32(tr, crc32c_update(crc, hdr, sizeof(hdr)));
+	buf_write_be32(tr, crc32c_update(crc, hdr, sizeof(hdr)));
 	if (write_all(j->fd, iov, iovcnt) < 0) {
 		*error_r = journal_err(true, "write journal %s", j->dir);
 		j->stats.write_errors++;
@@ -1305,8 +1281,8 @@ int journal_reader_next(struct journal_reader *r, struct journal_record *rec_r,
 				       n < 0 ? "read" : "record ends early");
 		return reader_fail(r);
 	}
-	if (get_be32(tr) != crc32c_update(crc32c(r->buf, h.len), hdr,
-					  sizeof(hdr))) {
+	if (buf_read_be32(tr) != crc32c_update(crc32c(r->buf, h.len), hdr,
+					       sizeof(hdr))) {
 		*error_r = journal_err(false, "journal %s: segment %" PRIu64
 				       " offset %" PRIu64 ": record checksum "
 				       "mismatch", j->dir, r->seg_first,

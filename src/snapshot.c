@@ -57,31 +57,6 @@ static const char *snapshot_err(bool with_errno, const char *fmt, ...)
 	return snapshot_errbuf;
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
-{
-	p[0] = (unsigned char)(v >> 24);
-	p[1] = (unsigned char)(v >> 16);
-	p[2] = (unsigned char)(v >> 8);
-	p[3] = (unsigned char)v;
-}
-
-static void put_be64(unsigned char *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
 bool snapshot_name_valid(const char *name)
 {
 	size_t len = strlen(name);
@@ -211,10 +186,10 @@ int snapshot_write(const char *dir, const char *name, uint64_t lsn,
 	}
 	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 
-	put_be32(hdr, SNAPSHOT_MAGIC);
-	put_be64(hdr + 4, lsn);
-	put_be64(hdr + 12, (uint64_t)len);
-	put_be32(tr, crc32c_update(crc32c(hdr, sizeof(hdr)), data, len));
+	buf_write_be32(hdr, SNAPSHOT_MAGIC);
+	buf_write_be64(hdr + 4, lsn);
+	buf_write_be64(hdr + 12, (uint64_t)len);
+	buf_write_be32(tr, crc32c_update(crc32c(hdr, sizeof(hdr)), data, len));
 	if (write_snapshot(fd, hdr, data, len, tr) < 0 || sync_fd(fd) < 0) {
 		*error_r = snapshot_err(true, "write snapshot %s in %s", name,
 					dir);
@@ -318,9 +293,9 @@ int snapshot_read(const char *dir, const char *name, uint64_t *lsn_r,
 		bad = "truncated header";
 		goto corrupt;
 	}
-	lsn = get_be64(hdr + 4);
-	len = get_be64(hdr + 12);
-	if (get_be32(hdr) != SNAPSHOT_MAGIC)
+	lsn = buf_read_be64(hdr + 4);
+	len = buf_read_be64(hdr + 12);
+	if (buf_read_be32(hdr) != SNAPSHOT_MAGIC)
 		bad = "bad magic";
 	else if (len > SNAPSHOT_DATA_MAX)
 		bad = "length out of range";
@@ -348,7 +323,7 @@ int snapshot_read(const char *dir, const char *name, uint64_t *lsn_r,
 		bad = "truncated checksum";
 		goto corrupt;
 	}
-	if (get_be32(tr) !=
+	if (buf_read_be32(tr) !=
 	    crc32c_update(crc32c(hdr, sizeof(hdr)), data_r->data,
 			  (size_t)len)) {
 		bad = "checksum mismatch";

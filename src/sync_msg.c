@@ -61,20 +61,6 @@ const char *sync_msg_type_name(enum sync_msg_type type)
 	return "unknown";
 }
 
-static void put_be32_at(struct buf *b, size_t pos, uint32_t v)
-{
-	b->data[pos] = (unsigned char)(v >> 24);
-	b->data[pos + 1] = (unsigned char)(v >> 16);
-	b->data[pos + 2] = (unsigned char)(v >> 8);
-	b->data[pos + 3] = (unsigned char)v;
-}
-
-static uint32_t get_be32(const unsigned char *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 /* Writes a header whose payload length is patched by end_frame(). */
 static int begin_frame(struct buf *out, enum sync_msg_type type)
 {
@@ -94,7 +80,7 @@ static int end_frame(struct buf *out, size_t start)
 
 	if (payload_len > SYNC_MSG_PAYLOAD_MAX)
 		return -1;
-	put_be32_at(out, start + 8, (uint32_t)payload_len);
+	buf_write_be32(out->data + start + 8, (uint32_t)payload_len);
 	return buf_put_u32(out, crc32c(out->data + start, out->len - start));
 }
 
@@ -239,7 +225,7 @@ int sync_msg_batch_finish(struct sync_msg_batch *b, const char **error_r)
 		return -1;
 	}
 	count_pos = b->start + SYNC_MSG_HEADER_SIZE + 1 + strlen(b->sender);
-	put_be32_at(b->out, count_pos, b->count);
+	buf_write_be32(b->out->data + count_pos, b->count);
 	if (end_frame(b->out, b->start) < 0) {
 		*error_r = "out of memory";
 		return -1;
@@ -283,7 +269,7 @@ int sync_msg_peek(const void *data, size_t len, size_t *frame_len_r,
 	}
 	if (len < SYNC_MSG_HEADER_SIZE)
 		return 0;
-	payload_len = get_be32(p + 8);
+	payload_len = buf_read_be32(p + 8);
 	if (payload_len > SYNC_MSG_PAYLOAD_MAX) {
 		*error_r = "frame too large";
 		return -1;
@@ -435,7 +421,7 @@ int sync_msg_parse(const void *data, size_t len,
 	if (len < frame_len)
 		return 0;
 	body_len = frame_len - SYNC_MSG_TRAILER_SIZE;
-	if (crc32c(p, body_len) != get_be32(p + body_len)) {
+	if (crc32c(p, body_len) != buf_read_be32(p + body_len)) {
 		*error_r = "frame checksum mismatch";
 		return -1;
 	}
