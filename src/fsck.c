@@ -6,8 +6,7 @@
  * pieces only (snapshot_read, journal_read_from, jrec_decode, op_decode,
  * mailstate_apply), because the user store itself writes (directories,
  * snapshots, Maildir reconciliation) and fsck must not.  Snapshots are
- * named like user_store names them: the user name with every byte
- * outside [A-Za-z0-9._@+,-] (and a leading '.') written as =XX.
+ * named like user_store names them, by snapshot_name_for_user.
  */
 #include "autoconfig.h"
 
@@ -71,65 +70,6 @@ static char *path_join(const char *a, const char *b)
 	return p;
 }
 
-/* The snapshot name user_store gives a user; -1 when too long. */
-static int snapshot_name(const char *user, char out[SNAPSHOT_NAME_MAX + 1])
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)user; *p; p++) {
-		bool plain = (*p >= 'a' && *p <= 'z') ||
-			     (*p >= 'A' && *p <= 'Z') ||
-			     (*p >= '0' && *p <= '9') ||
-			     strchr("._@+,-", *p) != NULL;
-
-		if (n + 4 > SNAPSHOT_NAME_MAX + 1)
-			return -1;
-		if (plain && !(n == 0 && *p == '.')) {
-			out[n++] = (char)*p;
-		} else {
-			out[n++] = '=';
-			out[n++] = hex[*p >> 4];
-			out[n++] = hex[*p & 15];
-		}
-	}
-	out[n] = '\0';
-	return n > 0 ? 0 : -1;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* The inverse, for listing snapshots; -1 for a name no user has. */
-static int snapshot_unname(const char *file, char *out, size_t size)
-{
-	size_t n = 0;
-
-	for (const char *p = file; *p != '\0'; p++) {
-		int c = (unsigned char)*p;
-
-		if (*p == '=') {
-			int hi = hexval(p[1]), lo = hi < 0 ? -1 : hexval(p[2]);
-
-			if (lo < 0)
-				return -1;
-			c = hi * 16 + lo;
-			p += 2;
-		}
-		if (c == 0 || n + 1 >= size)
-			return -1;
-		out[n++] = (char)c;
-	}
-	out[n] = '\0';
-	return n > 0 ? 0 : -1;
-}
-
 static struct fsck_user *find_user(struct fsck_node *node, const char *name)
 {
 	for (size_t i = 0; i < node->count; i++) {
@@ -144,7 +84,7 @@ static struct fsck_user *get_user(struct fsck_node *node, const char *name,
 				  bool with_state, const char **error_r)
 {
 	struct fsck_user *u = find_user(node, name);
-	char fname[SNAPSHOT_NAME_MAX + 1];
+	char fname[SNAPSHOT_NAME_BUFSIZE];
 	struct buf data = BUF_INIT;
 	const char *why = NULL;
 	int ret;
@@ -172,7 +112,7 @@ static struct fsck_user *get_user(struct fsck_node *node, const char *name,
 	}
 	if (!with_state || u->state != NULL)
 		return u;
-	if (snapshot_name(name, fname) < 0) {
+	if (snapshot_name_for_user(name, fname) < 0) {
 		*error_r = set_error("%s: user name too long", name);
 		return NULL;
 	}
@@ -263,7 +203,7 @@ static int load_snapshot_users(struct fsck_node *node, const char **error_r)
 			continue;
 		memcpy(base, e->d_name, len - 5);
 		base[len - 5] = '\0';
-		if (snapshot_unname(base, user, sizeof(user)) < 0)
+		if (snapshot_user_for_name(base, user, sizeof(user)) < 0)
 			continue;
 		if (get_user(node, user, true, error_r) == NULL)
 			ret = -1;

@@ -74,6 +74,65 @@ bool snapshot_name_valid(const char *name)
 	return true;
 }
 
+int snapshot_name_for_user(const char *user, char out[SNAPSHOT_NAME_BUFSIZE])
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)user; *p; p++) {
+		bool plain = (*p >= 'a' && *p <= 'z') ||
+			     (*p >= 'A' && *p <= 'Z') ||
+			     (*p >= '0' && *p <= '9') ||
+			     strchr("._@+,-", *p) != NULL;
+
+		/* Room for an escape and the NUL, whatever comes. */
+		if (n + 4 > SNAPSHOT_NAME_BUFSIZE)
+			return -1;
+		if (plain && !(n == 0 && *p == '.')) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '=';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int snapshot_user_for_name(const char *name, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (const char *p = name; *p != '\0'; p++) {
+		int c = (unsigned char)*p;
+
+		if (*p == '=') {
+			int hi = hex_value(p[1]);
+			int lo = hi < 0 ? -1 : hex_value(p[2]);
+
+			if (lo < 0)
+				return -1;
+			c = hi * 16 + lo;
+			p += 2;
+		}
+		if (c == 0 || n + 1 >= size)
+			return -1;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
 static int open_dir(const char *dir, const char **error_r)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -42,6 +42,24 @@
  * should name snapshots by user id (or an encoding of the name). */
 bool snapshot_name_valid(const char *name);
 
+/* Room for a NAME and its NUL. */
+#define SNAPSHOT_NAME_BUFSIZE (SNAPSHOT_NAME_MAX + 1)
+
+/* The NAME of a user whose name may hold any byte, as the user store
+ * names the user's snapshot and its other per-user files and fsck looks
+ * them up: the user name with every byte outside [A-Za-z0-9._@+,-] (and
+ * a leading '.') written as '=' and two upper-case hex digits.  Files on
+ * disk are named this way, so the mapping must never change.  Writes a
+ * snapshot_name_valid NAME into out and returns 0, or returns -1 for an
+ * empty user name or one whose NAME would exceed SNAPSHOT_NAME_MAX. */
+int snapshot_name_for_user(const char *user, char out[SNAPSHOT_NAME_BUFSIZE]);
+
+/* The inverse, for listing snapshots: decodes every "=XX" (upper-case hex)
+ * of name and copies the other bytes.  Writes the user name into out
+ * (size bytes) and returns 0, or returns -1 for a bad escape, an escaped
+ * NUL, an empty result or one that does not fit. */
+int snapshot_user_for_name(const char *name, char *out, size_t size);
+
 /* Atomically replaces DIR/NAME.snap (DIR must exist) with data and lsn.
  * Returns 0 once the snapshot is durable, or -1 with *error_r (a
  * thread-local string valid until this thread's next snapshot call), in

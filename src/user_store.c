@@ -116,33 +116,6 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
-/* A user's file name under snapshots/ and subscriptions/: the name with
- * every byte outside [A-Za-z0-9._@+,-] written as =XX. */
-static int user_file_name(const char *user, char out[SNAPSHOT_NAME_BUFSIZE])
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)user; *p; p++) {
-		bool plain = (*p >= 'a' && *p <= 'z') ||
-			     (*p >= 'A' && *p <= 'Z') ||
-			     (*p >= '0' && *p <= '9') ||
-			     strchr("._@+,-", *p) != NULL;
-
-		if (n + 4 > SNAPSHOT_NAME_BUFSIZE)
-			return -1;
-		if (plain && !(n == 0 && *p == '.')) {
-			out[n++] = (char)*p;
-		} else {
-			out[n++] = '=';
-			out[n++] = hex[*p >> 4];
-			out[n++] = hex[*p & 15];
-		}
-	}
-	out[n] = '\0';
-	return n > 0 ? 0 : -1;
-}
-
 /*
  * The user table.
  */
@@ -235,7 +208,7 @@ int user_store_load_locked(struct user *user, const char **error_r)
 
 	if (user->loaded)
 		return 0;
-	if (user_file_name(user->name, fname) < 0) {
+	if (snapshot_name_for_user(user->name, fname) < 0) {
 		*error_r = "user name too long for this node";
 		return -1;
 	}
@@ -290,7 +263,7 @@ int user_store_snapshot_locked(struct user *user)
 
 	if (!user->loaded || user->last_lsn == user->snapshot_lsn)
 		return 0;
-	if (user_file_name(user->name, fname) < 0)
+	if (snapshot_name_for_user(user->name, fname) < 0)
 		return -1;
 	if (mailstate_serialize(user->state, &data) < 0) {
 		buf_free(&data);
@@ -1589,7 +1562,7 @@ static int subs_load_locked(struct user *user)
 
 	if (user->subs_loaded)
 		return 0;
-	if (user_file_name(user->name, fname) < 0)
+	if (snapshot_name_for_user(user->name, fname) < 0)
 		return -1;
 	ret = snapshot_read(user->store->subs_dir, fname, &unused, &data, &why);
 	for (size_t off = 0; ret > 0 && off < data.len;) {
@@ -1630,7 +1603,7 @@ static int subs_save_locked(struct user *user, const char **error_r)
 	const char *why = NULL;
 	int ret = 0;
 
-	if (user_file_name(user->name, fname) < 0) {
+	if (snapshot_name_for_user(user->name, fname) < 0) {
 		*error_r = "user name too long for this node";
 		return -1;
 	}

@@ -19,7 +19,6 @@
 
 #define USER_TABLE_SIZE 1024
 #define SNAPSHOT_EVERY_DEFAULT 1000
-#define SNAPSHOT_NAME_BUFSIZE (SNAPSHOT_NAME_MAX + 1)
 
 /* Where an APPEND replayed since the user's snapshot lives in the journal,
  * so reconciliation can rewrite a missing file from its record. */
