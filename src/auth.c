@@ -14,6 +14,7 @@
 #include "autoconfig.h"
 
 #include "auth.h"
+#include "buf.h"
 #include "log.h"
 
 #include <crypt.h>
@@ -219,18 +220,6 @@ bool auth_is_hash(const char *stored)
 	return stored[0] == '$';
 }
 
-static void auth_wipe(void *p, size_t len)
-{
-#ifdef HAVE_EXPLICIT_BZERO
-	explicit_bzero(p, len);
-#else
-	volatile unsigned char *v = p;
-
-	while (len-- > 0)
-		*v++ = 0;
-#endif
-}
-
 /* crypt_r() of phrase with setting into out (CRYPT_OUTPUT_SIZE bytes).
  * Returns 0, or -1 when crypt(3) refuses setting or memory runs out. */
 static int auth_crypt(const char *phrase, const char *setting, char *out,
@@ -251,7 +240,7 @@ static int auth_crypt(const char *phrase, const char *setting, char *out,
 		memcpy(out, res, strlen(res) + 1);
 		ret = 0;
 	}
-	auth_wipe(data, sizeof(*data));
+	buf_wipe(data, sizeof(*data));
 	free(data);
 	return ret;
 }
@@ -303,12 +292,12 @@ int auth_verify(const char *stored, const void *pass, size_t pass_len)
 	memcpy(phrase, pass, pass_len);
 	phrase[pass_len] = '\0';
 	if (auth_crypt(phrase, stored, out, sizeof(out)) < 0) {
-		auth_wipe(phrase, sizeof(phrase));
+		buf_wipe(phrase, sizeof(phrase));
 		return -1;
 	}
 	match = auth_equal_ct(out, strlen(out), stored, strlen(stored));
-	auth_wipe(phrase, sizeof(phrase));
-	auth_wipe(out, sizeof(out));
+	buf_wipe(phrase, sizeof(phrase));
+	buf_wipe(out, sizeof(out));
 	return match ? 1 : 0;
 }
 

@@ -20,6 +20,7 @@
 #include "autoconfig.h"
 
 #include "auth.h"
+#include "buf.h"
 #include "log.h"
 
 #include <errno.h>
@@ -49,25 +50,12 @@ struct auth_file {
 	char *dummy;	/* what an unknown user is verified against */
 };
 
-static void auth_file_wipe(void *p, size_t len)
-{
-#ifdef HAVE_EXPLICIT_BZERO
-	explicit_bzero(p, len);
-#else
-	volatile unsigned char *v = p;
-
-	while (len-- > 0)
-		*v++ = 0;
-#endif
-}
-
 static void auth_file_free_entries(struct auth_file_entry *entries, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(entries[i].name);
 		if (entries[i].stored != NULL) {
-			auth_file_wipe(entries[i].stored,
-				       strlen(entries[i].stored));
+			buf_wipe(entries[i].stored, strlen(entries[i].stored));
 			free(entries[i].stored);
 		}
 	}
@@ -181,7 +169,7 @@ static int auth_file_slurp(int fd, char **data_r, size_t *len_r)
 			/* Not realloc: the old block holds secrets and
 			 * must be wiped before it is freed. */
 			memcpy(bigger, data, len);
-			auth_file_wipe(data, len);
+			buf_wipe(data, len);
 			free(data);
 			data = bigger;
 			cap *= 2;
@@ -201,7 +189,7 @@ static int auth_file_slurp(int fd, char **data_r, size_t *len_r)
 	*len_r = len;
 	return 0;
 fail:
-	auth_file_wipe(data, len);
+	buf_wipe(data, len);
 	free(data);
 	return -1;
 }
@@ -476,7 +464,7 @@ int auth_file_new(const char *path, char separator, struct auth **auth_r,
 	ret = 0;
 out:
 	if (data != NULL) {
-		auth_file_wipe(data, len);
+		buf_wipe(data, len);
 		free(data);
 	}
 	if (fd >= 0)

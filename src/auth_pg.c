@@ -33,6 +33,7 @@
 #include "autoconfig.h"
 
 #include "auth.h"
+#include "buf.h"
 #include "log.h"
 
 #include <libpq-fe.h>
@@ -289,9 +290,7 @@ auth_pg_check(struct auth *auth, const char *user, size_t user_len,
 	PQclear(res);
 
 	rc = auth_verify(stored, pass, pass_len);
-#ifdef HAVE_EXPLICIT_BZERO
-	explicit_bzero(stored, sizeof(stored));
-#endif
+	buf_wipe(stored, sizeof(stored));
 	if (rc < 0) {
 		log_error("AuthPostgres: crypt(3) failed on the hash of user "
 			  "id %u", (unsigned)id);
@@ -326,9 +325,7 @@ static void auth_pg_deinit(struct auth *auth)
 		PQfinish(pg->idle[i]);
 	pthread_mutex_destroy(&pg->lock);
 	if (pg->password != NULL) {
-#ifdef HAVE_EXPLICIT_BZERO
-		explicit_bzero(pg->password, strlen(pg->password));
-#endif
+		buf_wipe(pg->password, strlen(pg->password));
 		free(pg->password);
 	}
 	free(pg->host);

@@ -24,6 +24,20 @@ void buf_free(struct buf *b)
 	buf_init(b);
 }
 
+void buf_wipe(void *p, size_t len)
+{
+	if (p == NULL || len == 0)
+		return;
+#ifdef HAVE_EXPLICIT_BZERO
+	explicit_bzero(p, len);
+#else
+	volatile unsigned char *v = p;
+
+	while (len-- > 0)
+		*v++ = 0;
+#endif
+}
+
 void buf_reset(struct buf *b)
 {
 	b->len = 0;

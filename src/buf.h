@@ -39,6 +39,10 @@ int buf_put_u32(struct buf *b, uint32_t v);
 int buf_put_u64(struct buf *b, uint64_t v);
 /* A u32 length followed by the bytes. */
 int buf_put_blob(struct buf *b, const void *data, size_t len);
+/* Zeroes p[0..len) in a way the compiler may not optimise away, for
+ * secrets about to be freed or to go out of scope; p may be NULL when len
+ * is 0. */
+void buf_wipe(void *p, size_t len);
 /* Ensures data[len] == '\0' (not counted in len) and returns data, or
  * NULL on allocation failure. */
 char *buf_cstr(struct buf *b);

@@ -109,20 +109,6 @@ struct dist_session {
 	char caps[CAPS_MAX];	/* the backend's capabilities, or "" */
 };
 
-static void wipe(void *p, size_t len)
-{
-	if (p == NULL || len == 0)
-		return;
-#ifdef HAVE_EXPLICIT_BZERO
-	explicit_bzero(p, len);
-#else
-	volatile unsigned char *v = p;
-
-	while (len-- > 0)
-		*v++ = 0;
-#endif
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -507,7 +493,7 @@ static enum dist_step cmd_login(struct dist_session *s,
 	step = try_login(s, cmd->tag, cmd->u.login.user.data,
 			 cmd->u.login.user.len, pass->data, pass->len);
 	/* The command is ours until freed: leave no password behind. */
-	wipe((void *)(uintptr_t)pass->data, pass->len);
+	buf_wipe((void *)(uintptr_t)pass->data, pass->len);
 	return step;
 }
 
@@ -581,7 +567,7 @@ static enum dist_step cmd_authenticate(struct dist_session *s,
 	} else {
 		step = try_login(s, cmd->tag, user, user_len, pass, pass_len);
 	}
-	wipe(msg.data, msg.len);
+	buf_wipe(msg.data, msg.len);
 	buf_free(&msg);
 	return step;
 }
@@ -808,7 +794,7 @@ static void dist_handle(struct server_conn *sc, void *ctx)
 		relay_session(&s);
 out:
 	imap_parser_free(&s.parser);
-	wipe(s.in.data, s.in.cap);
+	buf_wipe(s.in.data, s.in.cap);
 	buf_free(&s.in);
 	conn_close(&s.backend);
 	conn_close(&s.conn);

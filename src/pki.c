@@ -16,6 +16,7 @@
 #include "autoconfig.h"
 
 #include "pki.h"
+#include "buf.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -62,18 +63,6 @@ static const char *pki_error(const char *fmt, ...)
 	return pki_errbuf;
 }
 
-static void wipe(void *p, size_t len)
-{
-#ifdef HAVE_EXPLICIT_BZERO
-	explicit_bzero(p, len);
-#else
-	volatile unsigned char *v = p;
-
-	while (len-- > 0)
-		*v++ = 0;
-#endif
-}
-
 /* Copies a GnuTLS datum into a malloc'd C string and releases the datum
  * (wiping it first when it held a secret). */
 static char *datum_take(gnutls_datum_t *d, bool secret)
@@ -85,7 +74,7 @@ static char *datum_take(gnutls_datum_t *d, bool secret)
 		s[d->size] = '\0';
 	}
 	if (secret)
-		wipe(d->data, d->size);
+		buf_wipe(d->data, d->size);
 	gnutls_free(d->data);
 	d->data = NULL;
 	d->size = 0;
@@ -96,7 +85,7 @@ void pki_pem_free_secret(char **pem)
 {
 	if (*pem == NULL)
 		return;
-	wipe(*pem, strlen(*pem));
+	buf_wipe(*pem, strlen(*pem));
 	free(*pem);
 	*pem = NULL;
 }
