@@ -4,7 +4,8 @@
  * The decoder works one 4-character quantum at a time and only accepts the
  * canonical encoding of some byte string: see base64.h for the rules and
  * why.  Both directions append to a struct buf and roll it back on error,
- * so a caller never sees half a result.
+ * so a caller never sees half a result.  The lenient decoder for mail
+ * content shares the character table and nothing else.
  */
 #include "autoconfig.h"
 
@@ -16,8 +17,7 @@
 static const char base64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* Returns the 6-bit value of c, or -1 when c is not in the alphabet. */
-static int base64_value(unsigned char c)
+int base64_char_value(unsigned char c, unsigned char c63)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -27,7 +27,7 @@ static int base64_value(unsigned char c)
 		return c - '0' + 52;
 	if (c == '+')
 		return 62;
-	if (c == '/')
+	if (c == c63)
 		return 63;
 	return -1;
 }
@@ -109,7 +109,7 @@ int base64_decode(const void *src, size_t len, struct buf *dest,
 		int d[4];
 
 		for (unsigned int k = 0; k < 4; k++)
-			d[k] = base64_value(p[i + k]);
+			d[k] = base64_char_value(p[i + k], '/');
 		if (last && p[i + 3] == '=') {
 			pad = p[i + 2] == '=' ? 2 : 1;
 		}
@@ -136,6 +136,39 @@ int base64_decode(const void *src, size_t len, struct buf *dest,
 			dest->data[dest->len++] = (unsigned char)(v >> 8);
 		if (pad < 1)
 			dest->data[dest->len++] = (unsigned char)v;
+	}
+	return 0;
+}
+
+int base64_decode_lenient(const void *src, size_t len, struct buf *dest)
+{
+	const unsigned char *p = src;
+	size_t start = dest->len;
+	uint32_t acc = 0;
+	unsigned int bits = 0;
+
+	if (buf_reserve(dest, base64_decoded_max(len) + 3) < 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		int v;
+		unsigned char byte;
+
+		if (p[i] == '=')
+			break;
+		v = base64_char_value(p[i], '/');
+		if (v < 0)
+			continue;
+		acc = (acc << 6) | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			byte = (unsigned char)(acc >> bits);
+			if (buf_append(dest, &byte, 1) < 0) {
+				dest->len = start;
+				return -1;
+			}
+			acc &= (1U << bits) - 1;
+		}
 	}
 	return 0;
 }

@@ -13,6 +13,12 @@
  *   - any other character, whitespace and CR/LF included, is an error.
  *
  * The empty string encodes and decodes to the empty string.
+ *
+ * Message content is another matter: a SEARCH must find text in base64
+ * bodies and RFC 2047 "B" words however carelessly a mailer wrapped or
+ * padded them, and nothing there is a credential, so mime.c uses the
+ * lenient decoder below.  mutf7.c shares the character table, with ','
+ * for '/' (RFC 3501 section 5.1.3).
  */
 #ifndef PLUTO_BASE64_H
 #define PLUTO_BASE64_H
@@ -38,5 +44,17 @@ int base64_encode(const void *src, size_t len, struct buf *dest);
  * *error_r, and dest as it was on entry. */
 int base64_decode(const void *src, size_t len, struct buf *dest,
 		  const char **error_r);
+
+/* The 6-bit value of c in the base64 alphabet whose last two characters
+ * are '+' and c63 ('/' for RFC 4648, ',' for modified UTF-7), or -1 when
+ * c is not in it. */
+int base64_char_value(unsigned char c, unsigned char c63);
+
+/* Appends the bytes encoded in src[0..len), leniently: characters outside
+ * the alphabet (line breaks, spaces, stray bytes) are skipped, the first
+ * '=' ends the data and bits left over at the end are dropped.  Never
+ * fails on content.  Returns 0, or -1 (errno ENOMEM or EOVERFLOW) with
+ * dest as it was. */
+int base64_decode_lenient(const void *src, size_t len, struct buf *dest);
 
 #endif

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "mime.h"
 
 enum mime_kind {
@@ -1721,51 +1722,6 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Lenient base64: characters outside the alphabet are skipped, '=' ends. */
-static int decode_base64(const unsigned char *s, size_t n, struct buf *out)
-{
-	uint32_t acc = 0;
-	unsigned bits = 0;
-
-	if (buf_reserve(out, n / 4 * 3 + 3) < 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		int v;
-		unsigned char byte;
-
-		if (s[i] == '=')
-			break;
-		v = b64val(s[i]);
-		if (v < 0)
-			continue;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			byte = (unsigned char)(acc >> bits);
-			if (buf_append(out, &byte, 1) < 0)
-				return -1;
-			acc &= (1U << bits) - 1;
-		}
-	}
-	return 0;
-}
-
 /* Quoted-printable (RFC 2045 6.7); in_header is RFC 2047's Q ('_' is a
  * space).  Invalid escapes are kept as they are. */
 static int decode_qp(const unsigned char *s, size_t n, bool in_header,
@@ -1868,7 +1824,7 @@ static int encoded_word(const unsigned char *s, size_t i, size_t n,
 		return 0;
 	buf_reset(tmp);
 	if (lower(s[enc]) == 'b') {
-		if (decode_base64(s + text, end - text, tmp) < 0)
+		if (base64_decode_lenient(s + text, end - text, tmp) < 0)
 			return -1;
 	} else if (lower(s[enc]) == 'q') {
 		if (decode_qp(s + text, end - text, true, tmp) < 0)
@@ -2077,7 +2033,7 @@ static int decode_text_part(const struct mime_message *m,
 		enc_len = i - t0;
 	}
 	if (enc != NULL && ci_equal_str(enc, enc_len, "base64"))
-		ret = decode_base64(body, part->body_len, &raw);
+		ret = base64_decode_lenient(body, part->body_len, &raw);
 	else if (enc != NULL && ci_equal_str(enc, enc_len,
 					     "quoted-printable"))
 		ret = decode_qp(body, part->body_len, false, &raw);

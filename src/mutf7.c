@@ -12,6 +12,8 @@
 
 #include "mutf7.h"
 
+#include "base64.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,21 +23,6 @@ static const char mutf7_alphabet[] =
 static bool mutf7_is_direct(uint32_t c)
 {
 	return c >= 0x20 && c <= 0x7e;
-}
-
-static int mutf7_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
 }
 
 /* Reads one code point from p[0..left).  Returns its length in bytes, or
@@ -224,7 +211,7 @@ static int mutf7_decode_run(const unsigned char *p, size_t len, size_t *pos,
 		}
 		if (p[i] == '-')
 			break;
-		v = mutf7_b64_value(p[i]);
+		v = base64_char_value(p[i], ',');
 		if (v < 0) {
 			*error_r = "modified UTF-7: invalid character in &-run";
 			return -1;
