@@ -99,6 +99,28 @@ static int socket_cloexec(int family)
 	return fd;
 }
 
+/* The start of net_listen and net_connect: parses ip and port into *ss
+ * and *len_r and opens a close-on-exec stream socket of that family.
+ * Returns the socket, or -1 with *error_r ("VERB ip:port: not an IP
+ * address", or why the socket failed) and errno set. */
+static int socket_for(const char *verb, const char *ip, uint16_t port,
+		      struct sockaddr_storage *ss, socklen_t *len_r,
+		      const char **error_r)
+{
+	int fd;
+
+	if (!net_parse_addr(ip, port, ss, len_r)) {
+		errno = EINVAL;
+		*error_r = net_error("%s %s:%u: not an IP address", verb,
+				     ip == NULL ? "(null)" : ip, port);
+		return -1;
+	}
+	fd = socket_cloexec(ss->ss_family);
+	if (fd < 0)
+		*error_r = net_error("socket for %s", ip);
+	return fd;
+}
+
 int net_listen(const char *ip, uint16_t port, int backlog,
 	       const char **error_r)
 {
@@ -106,17 +128,9 @@ int net_listen(const char *ip, uint16_t port, int backlog,
 	socklen_t len;
 	int fd, one = 1, saved;
 
-	if (!net_parse_addr(ip, port, &ss, &len)) {
-		errno = EINVAL;
-		*error_r = net_error("listen on %s:%u: not an IP address",
-				     ip == NULL ? "(null)" : ip, port);
+	fd = socket_for("listen on", ip, port, &ss, &len, error_r);
+	if (fd < 0)
 		return -1;
-	}
-	fd = socket_cloexec(ss.ss_family);
-	if (fd < 0) {
-		*error_r = net_error("socket for %s", ip);
-		return -1;
-	}
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    (ss.ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)) {
@@ -238,17 +252,9 @@ int net_connect(const char *ip, uint16_t port, unsigned timeout_ms,
 	socklen_t len;
 	int fd, flags, saved;
 
-	if (!net_parse_addr(ip, port, &ss, &len)) {
-		errno = EINVAL;
-		*error_r = net_error("connect to %s:%u: not an IP address",
-				     ip == NULL ? "(null)" : ip, port);
+	fd = socket_for("connect to", ip, port, &ss, &len, error_r);
+	if (fd < 0)
 		return -1;
-	}
-	fd = socket_cloexec(ss.ss_family);
-	if (fd < 0) {
-		*error_r = net_error("socket for %s", ip);
-		return -1;
-	}
 	/* Non-blocking only for the connect itself, so that the timeout
 	 * does not depend on the kernel's SYN retries. */
 	flags = fcntl(fd, F_GETFL);
