@@ -1137,12 +1137,16 @@ out:
 	return ret;
 }
 
-static int wait_durable(struct user *user, uint64_t lsn, const char **error_r)
+/* Waits until lsn is durable.  On failure the change is applied in memory
+ * but may not be on disk, so the user is reloaded from what is. */
+static int wait_durable_locked(struct user *user, uint64_t lsn,
+			       const char **error_r)
 {
 	const char *why = NULL;
 
 	if (journal_wait_durable(user->store->journal, lsn, &why) < 0) {
 		*error_r = user_store_set_error("cannot sync the journal: %s", why);
+		reload_after_failure_locked(user);
 		return -1;
 	}
 	return 0;
@@ -1152,12 +1156,11 @@ static int wait_durable(struct user *user, uint64_t lsn, const char **error_r)
 int user_store_commit_local_locked(struct user *user, const struct op *op,
 			    uint64_t *lsn_r, const char **error_r)
 {
-	if (user_store_journal_local(user, op, lsn_r, error_r) < 0 ||
-	    wait_durable(user, *lsn_r, error_r) < 0) {
+	if (user_store_journal_local(user, op, lsn_r, error_r) < 0) {
 		reload_after_failure_locked(user);
 		return -1;
 	}
-	return 0;
+	return wait_durable_locked(user, *lsn_r, error_r);
 }
 
 static int user_writable(struct user *user, const char **error_r)
@@ -1201,10 +1204,8 @@ int user_create_locked(struct user *user, const char *mailbox,
 		return -1;
 	}
 	op_free(&op);
-	if (wait_durable(user, lsn, error_r) < 0) {
-		reload_after_failure_locked(user);
+	if (wait_durable_locked(user, lsn, error_r) < 0)
 		return -1;
-	}
 	user_store_changed_locked(user, lsn);
 	return 0;
 }
@@ -1340,10 +1341,8 @@ int user_rename_locked(struct user *user, const char *old_name,
 	free(kids);
 	if (ret < 0 && lsn == 0)
 		return -1;
-	if (wait_durable(user, lsn, error_r) < 0) {
-		reload_after_failure_locked(user);
+	if (wait_durable_locked(user, lsn, error_r) < 0)
 		return -1;
-	}
 	if (maildir_mailbox_rename(user->md, old_name, new_name, &why) < 0)
 		log_warnx("cannot rename folder %s of %s: %s (the next "
 			  "reconciliation retries)", old_name, user->name, why);
@@ -1396,9 +1395,8 @@ int user_append_locked(struct user *user, const char *mailbox,
 		op_free(&op);
 		return -1;
 	}
-	if (wait_durable(user, lsn, error_r) < 0) {
+	if (wait_durable_locked(user, lsn, error_r) < 0) {
 		op_free(&op);
-		reload_after_failure_locked(user);
 		return -1;
 	}
 	if (uid_r != NULL)
@@ -1420,6 +1418,7 @@ int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
 	char *name;
 	uint64_t lsn;
 	const char *why = NULL;
+	int ret = -1;
 
 	if (user_writable(user, error_r) < 0)
 		return -1;
@@ -1443,11 +1442,14 @@ int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
 	}
 	if (mailstate_expunge(user->state, box, msgs, count, &op, error_r) <
 	    0)
-		goto fail;
-	if (op == NULL)
-		goto done;
+		goto out;
+	if (op == NULL) {
+		/* Nothing left to expunge. */
+		ret = 0;
+		goto out;
+	}
 	if (user_store_commit_local_locked(user, op, &lsn, error_r) < 0)
-		goto fail;
+		goto out;
 	for (size_t i = 0; i < count; i++) {
 		if (tags[i] != NULL &&
 		    maildir_message_expunge(user->md, name, tags[i], flags[i],
@@ -1456,22 +1458,15 @@ int user_expunge_locked(struct user *user, struct mailstate_mailbox *box,
 				  name, user->name, why);
 	}
 	user_store_changed_locked(user, lsn);
-done:
+	ret = 0;
+out:
 	op_free(&op);
 	for (size_t i = 0; i < count; i++)
 		free(tags[i]);
 	free(tags);
 	free(flags);
 	free(name);
-	return 0;
-fail:
-	op_free(&op);
-	for (size_t i = 0; i < count; i++)
-		free(tags[i]);
-	free(tags);
-	free(flags);
-	free(name);
-	return -1;
+	return ret;
 }
 
 int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
@@ -1525,10 +1520,8 @@ int user_store_flags_locked(struct user *user, struct mailstate_mailbox *box,
 				  msgs[i]->tag, name, user->name, why);
 	}
 	free(before);
-	if (wait_durable(user, lsn, error_r) < 0) {
-		reload_after_failure_locked(user);
+	if (wait_durable_locked(user, lsn, error_r) < 0)
 		return -1;
-	}
 	user_store_changed_locked(user, lsn);
 	return 0;
 }
