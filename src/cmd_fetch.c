@@ -324,24 +324,17 @@ static int append_response(struct imap_session *s,
 static int set_seen(struct imap_session *s, const size_t *idx, size_t count,
 		    unsigned char *seen_set, const char **error_r)
 {
-	struct mailstate_mailbox *box = imap_session_box_locked(s);
+	struct mailstate_mailbox *box;
 	const struct mailstate_msg **msgs;
 	size_t n = 0;
 	int ret = 0;
 
-	if (box == NULL) {
-		*error_r = "The selected mailbox no longer exists";
+	if (imap_cmd_view_msgs_locked(s, idx, count, &box, &msgs,
+				      error_r) < 0)
 		return -1;
-	}
-	msgs = calloc(count, sizeof(*msgs));
-	if (msgs == NULL) {
-		*error_r = "Out of memory";
-		return -1;
-	}
 	for (size_t i = 0; i < count; i++) {
-		const struct mailstate_msg *m;
+		const struct mailstate_msg *m = msgs[i];
 
-		m = imap_session_view_msg_locked(s, box, idx[i]);
 		if (m == NULL || (m->flags & OP_FLAG_SEEN) != 0)
 			continue;
 		msgs[n++] = m;

@@ -85,6 +85,30 @@ int imap_cmd_mailbox_arg(struct imap_session *s, const struct imap_string *arg,
 	return 0;
 }
 
+int imap_cmd_view_msgs_locked(struct imap_session *s, const size_t *idx,
+			      size_t count, struct mailstate_mailbox **box_r,
+			      const struct mailstate_msg ***msgs_r,
+			      const char **error_r)
+{
+	struct mailstate_mailbox *box = imap_session_box_locked(s);
+	const struct mailstate_msg **msgs;
+
+	if (box == NULL) {
+		*error_r = "The selected mailbox no longer exists";
+		return -1;
+	}
+	msgs = calloc(count, sizeof(*msgs));
+	if (msgs == NULL) {
+		*error_r = "Out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < count; i++)
+		msgs[i] = imap_session_view_msg_locked(s, box, idx[i]);
+	*box_r = box;
+	*msgs_r = msgs;
+	return 0;
+}
+
 int imap_cmd_read_message_locked(struct imap_session *s,
 				 struct mailstate_mailbox *box,
 				 const struct mailstate_msg *msg,

@@ -61,6 +61,16 @@ int imap_cmd_mailbox_arg(struct imap_session *s, const struct imap_string *arg,
 int imap_cmd_expunge_deleted_locked(struct imap_session *s, const size_t *idx,
 				    size_t count, const char **error_r);
 
+/* Looks up the view indexes idx[0..count) of the selected mailbox: sets
+ * *box_r and *msgs_r to a new array (caller frees) whose entry i is the
+ * message of idx[i], or NULL when it is gone (expunged, not yet
+ * reported).  Returns 0, or -1 with *error_r (a NO text: the mailbox no
+ * longer exists, or out of memory). */
+int imap_cmd_view_msgs_locked(struct imap_session *s, const size_t *idx,
+			      size_t count, struct mailstate_mailbox **box_r,
+			      const struct mailstate_msg ***msgs_r,
+			      const char **error_r);
+
 /*
  * Reads the whole of msg (in box) into *data_r (caller frees) and its
  * length into *len_r.  Called holding the user's lock, it drops the lock
