@@ -69,6 +69,16 @@ bool net_parse_addr(const char *ip, uint16_t port,
 	return false;
 }
 
+/* Closes fd on a failure path, keeping the failure's errno; returns -1. */
+static int close_failed(int fd)
+{
+	int saved = errno;
+
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
 #ifndef SOCK_CLOEXEC
 static int set_cloexec(int fd)
 {
@@ -88,13 +98,8 @@ static int socket_cloexec(int family)
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 #else
 	fd = socket(family, SOCK_STREAM, 0);
-	if (fd >= 0 && set_cloexec(fd) < 0) {
-		int saved = errno;
-
-		close(fd);
-		errno = saved;
-		return -1;
-	}
+	if (fd >= 0 && set_cloexec(fd) < 0)
+		return close_failed(fd);
 #endif
 	return fd;
 }
@@ -126,7 +131,7 @@ int net_listen(const char *ip, uint16_t port, int backlog,
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd, one = 1, saved;
+	int fd, one = 1;
 
 	fd = socket_for("listen on", ip, port, &ss, &len, error_r);
 	if (fd < 0)
@@ -147,10 +152,7 @@ int net_listen(const char *ip, uint16_t port, int backlog,
 	}
 	return fd;
 fail:
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return -1;
+	return close_failed(fd);
 }
 
 uint16_t net_local_port(int fd)
@@ -189,13 +191,8 @@ int net_accept(int listen_fd, int timeout_ms, char *addr_r)
 	fd = accept4(listen_fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 #else
 	fd = accept(listen_fd, (struct sockaddr *)&ss, &len);
-	if (fd >= 0 && set_cloexec(fd) < 0) {
-		int saved = errno;
-
-		close(fd);
-		errno = saved;
-		return -1;
-	}
+	if (fd >= 0 && set_cloexec(fd) < 0)
+		return close_failed(fd);
 #endif
 	if (fd < 0)
 		return -1;
@@ -250,7 +247,7 @@ int net_connect(const char *ip, uint16_t port, unsigned timeout_ms,
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	int fd, flags, saved;
+	int fd, flags;
 
 	fd = socket_for("connect to", ip, port, &ss, &len, error_r);
 	if (fd < 0)
@@ -278,10 +275,7 @@ int net_connect(const char *ip, uint16_t port, unsigned timeout_ms,
 	}
 	return fd;
 fail:
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return -1;
+	return close_failed(fd);
 }
 
 void net_format_addr(const struct sockaddr *sa, socklen_t len, char *buf,
