@@ -35,12 +35,22 @@ PLUTO = binary("PLUTO", "pluto")
 PLUTO_PKI = binary("PLUTO_PKI", "pluto-pki")
 
 
+_given_ports = set()
+
+
 def free_port():
     """A TCP port that nothing listens on right now (the kernel picks it
-    from the ephemeral range, which keeps parallel tests apart)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from the ephemeral range, which keeps parallel tests apart), and that
+    this process has not handed out before: the kernel may offer a port
+    again once the probing socket is closed, and a config naming one port
+    twice is refused."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_port(port, timeout=10.0, proc=None):
