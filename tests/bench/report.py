@@ -188,8 +188,8 @@ def build(args):
         for tag in ("append", "store", "createdelete"):
             for c in (1, 32):
                 if os.path.exists(os.path.join(args.img,
-                                               "%s-%d.svg" % (tag, c))):
-                    imgs.append("![%s, %d client%s](img/%s-%d.svg)"
+                                               "%s-%d.png" % (tag, c))):
+                    imgs.append("![%s, %d client%s](img/%s-%d.png)"
                                 % (tag, c, "s" if c > 1 else "", tag, c))
     if imgs:
         w("Latency CDFs, all rounds pooled (CREATE for createdelete):")

@@ -600,6 +600,8 @@ if [ "$doc" = yes ]; then
 					"$tmp/pluto.csv" "$tmp/dovecot.csv" \
 					>/dev/null ||
 					say "plot of $w with $c clients failed"
+				# One point per request: megabytes of SVG.
+				rm -f "$top_srcdir/doc/img/$w-$c.svg"
 			done
 		done
 	fi
