@@ -129,8 +129,11 @@ int maildir_delivery_finish(struct maildir_delivery **d,
 			    const char **error_r);
 void maildir_delivery_abort(struct maildir_delivery **d);
 
-/* All of the above for a message in memory.  Same return values as
- * maildir_delivery_finish(). */
+/* A whole delivery of a message in memory, with the same guarantees and
+ * return values as maildir_delivery_finish().  Where the system has
+ * O_TMPFILE the data goes into an unnamed file of cur/, which is fsynced
+ * and then linked in under its final name (no tmp/ name to create and
+ * remove); elsewhere it goes through tmp/ as above. */
 int maildir_deliver(struct maildir *md, const char *mailbox, const char *tag,
 		    unsigned int flags, const void *data, size_t len,
 		    const char **error_r);
