@@ -265,6 +265,67 @@ static void test_reconcile_after_crash(void)
 	teardown();
 }
 
+/* Removes every message file of alice's folder dir ("" is INBOX). */
+static void remove_files(const char *dir)
+{
+	char path[1024];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/alice/%s%scur", maildir_root, dir,
+		 *dir ? "/" : "");
+	d = opendir(path);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	while ((de = readdir(d)) != NULL) {
+		char file[1400];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", path, de->d_name);
+		CU_ASSERT_EQUAL(unlink(file), 0);
+	}
+	closedir(d);
+}
+
+/* Many files missing in several folders after a crash: all are written
+ * again from the journal, in one pass over it. */
+static void test_many_missing_files(void)
+{
+	struct user_store *store;
+	struct user *u;
+	const char *error = NULL;
+	char snap[1024], body[64];
+
+	setup();
+	store = open_store(1000);
+	u = user_store_get(store, "alice", &error);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(u);
+	user_lock(u);
+	CU_ASSERT_EQUAL(user_create_locked(u, "A", &error), 0);
+	CU_ASSERT_EQUAL(user_create_locked(u, "B", &error), 0);
+	user_unlock(u);
+	for (int i = 0; i < 60; i++) {
+		snprintf(body, sizeof(body), "Subject: %d\r\n\r\nbody\r\n", i);
+		append(u, i % 3 == 0 ? "INBOX" : i % 3 == 1 ? "A" : "B", body,
+		       i % 2 == 0 ? OP_FLAG_SEEN : 0, NULL);
+	}
+	user_store_free(&store);
+	snprintf(snap, sizeof(snap), "%s/snapshots/alice.snap", crdt_root);
+	CU_ASSERT_EQUAL(unlink(snap), 0);
+	remove_files("");
+	remove_files(".A");
+	remove_files(".B");
+
+	store = open_store(1000);
+	u = user_store_get(store, "alice", &error);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(u);
+	CU_ASSERT_EQUAL(count_files(""), 20);
+	CU_ASSERT_EQUAL(count_files(".A"), 20);
+	CU_ASSERT_EQUAL(count_files(".B"), 20);
+	user_store_free(&store);
+	teardown();
+}
+
 static void test_snapshots_and_subscriptions(void)
 {
 	struct user_store *store;
@@ -313,6 +374,7 @@ static CU_TestInfo tests[] = {
 	{ "INBOX and append", test_inbox_and_append },
 	{ "flags, expunge and folders", test_flags_expunge_folders },
 	{ "reconcile after a crash", test_reconcile_after_crash },
+	{ "many missing files", test_many_missing_files },
 	{ "snapshots and subscriptions", test_snapshots_and_subscriptions },
 	CU_TEST_INFO_NULL,
 };
