@@ -19,6 +19,15 @@
  * Thread-safe; data may be NULL when len is 0. */
 uint32_t crc32c_update(uint32_t crc, const void *data, size_t len);
 
+/* For tests: the portable table-driven implementation, which
+ * crc32c_update uses when the CPU has no CRC-32C instruction; same
+ * contract as crc32c_update. */
+uint32_t crc32c_table_update(uint32_t crc, const void *data, size_t len);
+
+/* For tests: 1 if crc32c_update uses a CPU instruction on this machine,
+ * 0 if it falls back to crc32c_table_update. */
+int crc32c_have_hw(void);
+
 /* The checksum of one buffer: crc32c_update(0, data, len). */
 uint32_t crc32c(const void *data, size_t len);
 
