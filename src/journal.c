@@ -27,6 +27,13 @@
  * durable, and nothing up to it is ever truncated, so a reader never races
  * the writer's partial frames.
  *
+ * Recovery and readers read segments through a window of up to 1 MiB
+ * rather than with a pread per header, payload and trailer: start-up reads
+ * the whole journal twice (recovery, then replay), and the system calls
+ * were most of its time.  A reader's window may also hold the writer's
+ * partial frames past the durable end, so it is only trusted for records
+ * that were durable before it was filled (see struct journal_reader).
+ *
  * Per append the disk work is one writev plus a share of one fdatasync:
  * nothing depends on the size of the journal or of any mailbox.
  *
@@ -67,7 +74,12 @@
 #define JOURNAL_NAME_DIGITS 20
 #define JOURNAL_NAME_SUFFIX ".log"
 #define JOURNAL_NAME_SIZE (JOURNAL_NAME_DIGITS + sizeof(JOURNAL_NAME_SUFFIX))
-#define JOURNAL_SCAN_CHUNK (64U * 1024)
+/* Segments are read through a window that starts at the first size and
+ * doubles per refill up to the second: a reader fetching one record reads
+ * little, a replay of the whole journal makes one pread per megabyte
+ * instead of three per record. */
+#define JOURNAL_WINDOW_MIN (64U * 1024)
+#define JOURNAL_WINDOW_MAX (1024U * 1024)
 #define JOURNAL_SYNCER_STACK (128U * 1024)
 
 struct journal {
@@ -102,14 +114,28 @@ struct journal {
 	struct journal_stats stats;
 };
 
+/* Buffered bytes of one segment file: data[0..len) is the file at off. */
+struct read_window {
+	unsigned char *data;
+	size_t cap;
+	uint64_t off;
+	size_t len;
+};
+
 struct journal_reader {
 	struct journal *j;
 	uint64_t next_lsn;
 	int fd;			/* -1 until positioned in a segment */
 	uint64_t seg_first;
 	uint64_t off;
-	unsigned char *buf;
+	unsigned char *buf;	/* payloads too long for the window */
 	size_t buf_cap;
+	/* The window may hold bytes past the durable end that were still
+	 * being written when it was filled.  Records up to win_durable were
+	 * whole before every fill since it was set, so only those are
+	 * served from it; a later record empties it first. */
+	struct read_window win;
+	uint64_t win_durable;
 	bool broken;
 };
 
@@ -208,6 +234,55 @@ static ssize_t read_at(int fd, void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
+}
+
+/* Makes the want bytes (at most JOURNAL_WINDOW_MAX) at off available in
+ * w, refilling it from fd at off unless they are all there already.  Sets
+ * *p_r to them and returns how many of want there are: fewer only when
+ * the file ends first.  -1 with errno on a read or allocation error. */
+static ssize_t window_get(int fd, struct read_window *w, uint64_t off,
+			  size_t want, const unsigned char **p_r)
+{
+	size_t cap = w->cap;
+	ssize_t n;
+
+	if (want > JOURNAL_WINDOW_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (off >= w->off && off - w->off <= w->len &&
+	    w->len - (size_t)(off - w->off) >= want) {
+		*p_r = w->data + (off - w->off);
+		return (ssize_t)want;
+	}
+	cap = cap == 0 ? JOURNAL_WINDOW_MIN : cap;
+	if (w->data != NULL && cap < JOURNAL_WINDOW_MAX)
+		cap *= 2;
+	while (cap < want && cap < JOURNAL_WINDOW_MAX)
+		cap *= 2;
+	if (cap != w->cap) {
+		unsigned char *nd = realloc(w->data, cap);
+
+		if (nd == NULL)
+			return -1;
+		w->data = nd;
+		w->cap = cap;
+	}
+	w->len = 0;
+	n = read_at(fd, w->data, w->cap, off);
+	if (n < 0)
+		return -1;
+	w->off = off;
+	w->len = (size_t)n;
+	*p_r = w->data;
+	return (size_t)n < want ? n : (ssize_t)want;
+}
+
+/* Forgets the window's contents, keeping its memory. */
+static void window_reset(struct read_window *w)
+{
+	w->off = 0;
+	w->len = 0;
 }
 
 static int sync_data(int fd)
@@ -323,7 +398,7 @@ static size_t segs_find_locked(const struct journal *j, uint64_t lsn)
  * the record at *good_r is not (or -1 for an I/O error: *error_r). */
 static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			uint64_t *good_r, const char **bad_r,
-			unsigned char *chunk, const char **error_r)
+			struct read_window *win, const char **error_r)
 {
 	struct stat st;
 	uint64_t off = 0, size;
@@ -343,6 +418,7 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 		unsigned char tr[JOURNAL_TRAILER_SIZE];
 		struct journal_header h;
 		uint64_t left = size - off, done = 0;
+		const unsigned char *p;
 		uint32_t crc = 0;
 		ssize_t n;
 
@@ -350,7 +426,7 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			*bad_r = "incomplete record header";
 			break;
 		}
-		n = read_at(fd, hdr, sizeof(hdr), off);
+		n = window_get(fd, win, off, sizeof(hdr), &p);
 		if (n < 0) {
 			*error_r = journal_err(true, "read %s", name);
 			return -1;
@@ -359,6 +435,8 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			*bad_r = "incomplete record header";
 			break;
 		}
+		/* Copied: reading the payload may refill the window. */
+		memcpy(hdr, p, sizeof(hdr));
 		*bad_r = header_check(hdr, *lsn, &h);
 		if (*bad_r != NULL)
 			break;
@@ -367,19 +445,19 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			break;
 		}
 		while (done < h.len) {
-			size_t want = h.len - done > JOURNAL_SCAN_CHUNK ?
-				      JOURNAL_SCAN_CHUNK :
+			size_t want = h.len - done > JOURNAL_WINDOW_MAX ?
+				      JOURNAL_WINDOW_MAX :
 				      (size_t)(h.len - done);
 
-			n = read_at(fd, chunk, want,
-				    off + JOURNAL_HEADER_SIZE + done);
+			n = window_get(fd, win, off + JOURNAL_HEADER_SIZE +
+				       done, want, &p);
 			if (n < 0) {
 				*error_r = journal_err(true, "read %s", name);
 				return -1;
 			}
 			if ((size_t)n != want)
 				break;
-			crc = crc32c_update(crc, chunk, want);
+			crc = crc32c_update(crc, p, want);
 			done += want;
 		}
 		if (done < h.len) {
@@ -387,8 +465,8 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			break;
 		}
 		crc = crc32c_update(crc, hdr, sizeof(hdr));
-		n = read_at(fd, tr, sizeof(tr),
-			    off + JOURNAL_HEADER_SIZE + h.len);
+		n = window_get(fd, win, off + JOURNAL_HEADER_SIZE + h.len,
+			       sizeof(tr), &p);
 		if (n < 0) {
 			*error_r = journal_err(true, "read %s", name);
 			return -1;
@@ -397,6 +475,7 @@ static int segment_scan(int fd, const char *name, uint64_t *lsn,
 			*bad_r = "incomplete record";
 			break;
 		}
+		memcpy(tr, p, sizeof(tr));
 		if (buf_read_be32(tr) != crc) {
 			*bad_r = "record checksum mismatch";
 			break;
@@ -528,7 +607,7 @@ static int journal_list(struct journal *j, const char **error_r)
  * it open for appending. */
 static int journal_recover(struct journal *j, const char **error_r)
 {
-	unsigned char *chunk;
+	struct read_window win = { NULL, 0, 0, 0 };
 	uint64_t lsn;
 
 	if (j->nsegs == 0) {
@@ -542,11 +621,6 @@ static int journal_recover(struct journal *j, const char **error_r)
 		j->next_lsn = 1;
 		j->durable_lsn = 0;
 		return 0;
-	}
-	chunk = malloc(JOURNAL_SCAN_CHUNK);
-	if (chunk == NULL) {
-		*error_r = journal_err(true, "journal %s", j->dir);
-		return -1;
 	}
 	lsn = j->segs[0];
 	for (size_t i = 0; i < j->nsegs; i++) {
@@ -574,7 +648,8 @@ static int journal_recover(struct journal *j, const char **error_r)
 					       name);
 			goto fail;
 		}
-		if (segment_scan(fd, name, &lsn, &good, &bad, chunk,
+		window_reset(&win);
+		if (segment_scan(fd, name, &lsn, &good, &bad, &win,
 				 error_r) < 0) {
 			close(fd);
 			goto fail;
@@ -616,12 +691,12 @@ static int journal_recover(struct journal *j, const char **error_r)
 		j->fd = fd;
 		j->seg_size = good;
 	}
-	free(chunk);
+	free(win.data);
 	j->next_lsn = lsn;
 	j->durable_lsn = lsn - 1;
 	return 0;
 fail:
-	free(chunk);
+	free(win.data);
 	return -1;
 }
 
@@ -1144,6 +1219,7 @@ void journal_reader_free(struct journal_reader **rp)
 	if (r->fd >= 0)
 		close(r->fd);
 	free(r->buf);
+	free(r->win.data);
 	free(r);
 }
 
@@ -1163,7 +1239,8 @@ static int reader_fail(struct journal_reader *r)
 }
 
 /* Opens the segment holding r->next_lsn and walks its headers up to that
- * record.  Every record it passes is durable, so all of them are whole. */
+ * record.  Every record it passes is durable, so all of them are whole.
+ * The caller has emptied the window since reading the durable LSN. */
 static int reader_position(struct journal_reader *r, const char **error_r)
 {
 	struct journal *j = r->j;
@@ -1194,17 +1271,18 @@ static int reader_position(struct journal_reader *r, const char **error_r)
 	}
 	r->off = 0;
 	for (lsn = r->seg_first; lsn < r->next_lsn; lsn++) {
-		unsigned char hdr[JOURNAL_HEADER_SIZE];
+		const unsigned char *hdr;
 		struct journal_header h;
 		const char *bad;
-		ssize_t n = read_at(r->fd, hdr, sizeof(hdr), r->off);
+		ssize_t n = window_get(r->fd, &r->win, r->off,
+				       JOURNAL_HEADER_SIZE, &hdr);
 
 		if (n < 0) {
 			*error_r = journal_err(true, "read %s/%s", j->dir,
 					       name);
 			return -1;
 		}
-		bad = (size_t)n != sizeof(hdr) ? "segment ends early" :
+		bad = (size_t)n != JOURNAL_HEADER_SIZE ? "segment ends early" :
 		      header_check(hdr, lsn, &h);
 		if (bad != NULL) {
 			*error_r = journal_err(false, "journal %s: %s at "
@@ -1221,10 +1299,13 @@ int journal_reader_next(struct journal_reader *r, struct journal_record *rec_r,
 			const char **error_r)
 {
 	struct journal *j = r->j;
-	unsigned char hdr[JOURNAL_HEADER_SIZE], tr[JOURNAL_TRAILER_SIZE];
+	const unsigned char *hdr, *p = NULL, *payload, *tr;
+	unsigned char hdr_copy[JOURNAL_HEADER_SIZE];
+	unsigned char tr_copy[JOURNAL_TRAILER_SIZE];
 	struct journal_header h;
 	const char *bad;
 	uint64_t durable;
+	size_t total;
 	ssize_t n;
 
 	if (r->broken) {
@@ -1234,10 +1315,20 @@ int journal_reader_next(struct journal_reader *r, struct journal_record *rec_r,
 	durable = journal_durable_lsn(j);
 	if (r->next_lsn > durable)
 		return 0;
+	if (r->next_lsn > r->win_durable) {
+		/* Every fill from now on happens after durable was read. */
+		window_reset(&r->win);
+		r->win_durable = durable;
+	}
 	for (int tries = 0;; tries++) {
-		if (r->fd < 0 && reader_position(r, error_r) < 0)
-			return reader_fail(r);
-		n = read_at(r->fd, hdr, sizeof(hdr), r->off);
+		if (r->fd < 0) {
+			window_reset(&r->win);
+			r->win_durable = durable;
+			if (reader_position(r, error_r) < 0)
+				return reader_fail(r);
+		}
+		n = window_get(r->fd, &r->win, r->off, JOURNAL_HEADER_SIZE,
+			       &hdr);
 		if (n < 0) {
 			*error_r = journal_err(true, "read journal %s",
 					       j->dir);
@@ -1250,7 +1341,7 @@ int journal_reader_next(struct journal_reader *r, struct journal_record *rec_r,
 		close(r->fd);
 		r->fd = -1;
 	}
-	bad = (size_t)n != sizeof(hdr) ? "segment ends early" :
+	bad = (size_t)n != JOURNAL_HEADER_SIZE ? "segment ends early" :
 	      header_check(hdr, r->next_lsn, &h);
 	if (bad != NULL) {
 		*error_r = journal_err(false, "journal %s: segment %" PRIu64
@@ -1258,31 +1349,51 @@ int journal_reader_next(struct journal_reader *r, struct journal_record *rec_r,
 				       r->seg_first, r->off, bad);
 		return reader_fail(r);
 	}
-	if (h.len > r->buf_cap) {
-		unsigned char *nb = realloc(r->buf, h.len);
+	/* header_check bounds h.len by JOURNAL_RECORD_MAX: no overflow. */
+	total = JOURNAL_RECORD_OVERHEAD + (size_t)h.len;
+	if (total <= JOURNAL_WINDOW_MAX) {
+		/* The whole frame from the window, payload borrowed from it
+		 * until the next call. */
+		n = window_get(r->fd, &r->win, r->off, total, &p);
+		if (n >= 0 && (size_t)n != total)
+			n = 0;
+		else if (n >= 0)
+			n = JOURNAL_TRAILER_SIZE;
+		hdr = p;
+		payload = p + JOURNAL_HEADER_SIZE;
+		tr = p + JOURNAL_HEADER_SIZE + h.len;
+	} else {
+		memcpy(hdr_copy, hdr, sizeof(hdr_copy));
+		hdr = hdr_copy;
+		if (h.len > r->buf_cap) {
+			unsigned char *nb = realloc(r->buf, h.len);
 
-		if (nb == NULL) {
-			*error_r = journal_err(true, "journal reader");
-			return reader_fail(r);
+			if (nb == NULL) {
+				*error_r = journal_err(true, "journal reader");
+				return reader_fail(r);
+			}
+			r->buf = nb;
+			r->buf_cap = h.len;
 		}
-		r->buf = nb;
-		r->buf_cap = h.len;
+		n = read_at(r->fd, r->buf, h.len,
+			    r->off + JOURNAL_HEADER_SIZE);
+		if (n >= 0 && (size_t)n == h.len)
+			n = read_at(r->fd, tr_copy, sizeof(tr_copy),
+				    r->off + JOURNAL_HEADER_SIZE + h.len);
+		else if (n >= 0)
+			n = 0;
+		payload = r->buf;
+		tr = tr_copy;
 	}
-	n = read_at(r->fd, r->buf, h.len, r->off + JOURNAL_HEADER_SIZE);
-	if (n >= 0 && (size_t)n == h.len)
-		n = read_at(r->fd, tr, sizeof(tr),
-			    r->off + JOURNAL_HEADER_SIZE + h.len);
-	else if (n >= 0)
-		n = 0;
-	if (n < 0 || (size_t)n != sizeof(tr)) {
+	if (n < 0 || (size_t)n != JOURNAL_TRAILER_SIZE) {
 		*error_r = journal_err(n < 0, "journal %s: segment %" PRIu64
 				       " offset %" PRIu64 ": %s", j->dir,
 				       r->seg_first, r->off,
 				       n < 0 ? "read" : "record ends early");
 		return reader_fail(r);
 	}
-	if (buf_read_be32(tr) != crc32c_update(crc32c(r->buf, h.len), hdr,
-					       sizeof(hdr))) {
+	if (buf_read_be32(tr) != crc32c_update(crc32c(payload, h.len), hdr,
+					       JOURNAL_HEADER_SIZE)) {
 		*error_r = journal_err(false, "journal %s: segment %" PRIu64
 				       " offset %" PRIu64 ": record checksum "
 				       "mismatch", j->dir, r->seg_first,
@@ -1291,7 +1402,7 @@ int journal_reader_next(struct journal_reader *r, struct journal_record *rec_r,
 	}
 	rec_r->lsn = h.lsn;
 	rec_r->type = h.type;
-	rec_r->payload = h.len > 0 ? r->buf : NULL;
+	rec_r->payload = h.len > 0 ? payload : NULL;
 	rec_r->len = h.len;
 	r->off += JOURNAL_RECORD_OVERHEAD + (uint64_t)h.len;
 	r->next_lsn++;
