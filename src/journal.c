@@ -49,6 +49,7 @@
 
 #include "buf.h"
 #include "crc32c.h"
+#include "fileio.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -835,35 +836,6 @@ static int journal_rotate_locked(struct journal *j, const char **error_r)
 	return 0;
 }
 
-/* Writes all of iov at the current position, retrying short writes. */
-static int write_all(int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		ssize_t n = writev(fd, iov, iovcnt);
-		size_t left;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		left = (size_t)n;
-		while (iovcnt > 0 && left >= iov->iov_len) {
-			left -= iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (unsigned char *)iov->iov_base + left;
-			iov->iov_len -= left;
-		}
-	}
-	return 0;
-}
-
 int journal_append_async(struct journal *j, uint8_t type,
 			 const struct journal_part *parts, unsigned int nparts,
 			 uint64_t *lsn_r, const char **error_r)
@@ -930,7 +902,7 @@ int journal_append_async(struct journal *j, uint8_t type,
 	lsn = j->next_lsn;
 	header_encode(hdr, (uint32_t)len, lsn, type);
 	buf_write_be32(tr, crc32c_update(crc, hdr, sizeof(hdr)));
-	if (write_all(j->fd, iov, iovcnt) < 0) {
+	if (fileio_write_all(j->fd, iov, iovcnt) < 0) {
 		*error_r = journal_err(true, "write journal %s", j->dir);
 		j->stats.write_errors++;
 		/* Cut off the partial frame so the next one follows the

@@ -13,6 +13,8 @@
 
 #include "snapshot.h"
 
+#include "fileio.h"
+
 #include "crc32c.h"
 
 #include <dirent.h>
@@ -153,34 +155,6 @@ static int sync_fd(int fd)
 	return r;
 }
 
-static int write_all(int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		ssize_t n = writev(fd, iov, iovcnt);
-		size_t left;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		left = (size_t)n;
-		while (iovcnt > 0 && left >= iov->iov_len) {
-			left -= iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (unsigned char *)iov->iov_base + left;
-			iov->iov_len -= left;
-		}
-	}
-	return 0;
-}
-
 /* Writes data through several writev calls when it is larger than one
  * call takes (SSIZE_MAX, or less on some systems). */
 static int write_snapshot(int fd, const unsigned char *hdr, const void *data,
@@ -192,19 +166,19 @@ static int write_snapshot(int fd, const unsigned char *hdr, const void *data,
 
 	iov[0].iov_base = (void *)hdr;
 	iov[0].iov_len = SNAPSHOT_HEADER_SIZE;
-	if (write_all(fd, iov, 1) < 0)
+	if (fileio_write_all(fd, iov, 1) < 0)
 		return -1;
 	while (len > 0) {
 		iov[0].iov_base = (void *)p;
 		iov[0].iov_len = len > step ? step : len;
-		if (write_all(fd, iov, 1) < 0)
+		if (fileio_write_all(fd, iov, 1) < 0)
 			return -1;
 		p += iov[0].iov_len;
 		len -= iov[0].iov_len;
 	}
 	iov[0].iov_base = (void *)tr;
 	iov[0].iov_len = SNAPSHOT_TRAILER_SIZE;
-	return write_all(fd, iov, 1);
+	return fileio_write_all(fd, iov, 1);
 }
 
 int snapshot_write(const char *dir, const char *name, uint64_t lsn,
