@@ -13,9 +13,8 @@
 
 #include "snapshot.h"
 
-#include "fileio.h"
-
 #include "crc32c.h"
+#include "fileio.h"
 
 #include <dirent.h>
 #include <errno.h>
