@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -46,6 +47,12 @@
 
 /* One TLS record's worth of plaintext: the most one read can return. */
 #define CONN_CHUNK 16384
+/* What one recv() under GnuTLS asks for: a whole record of the largest
+ * size (16 KiB of data plus header and cipher overhead) and then some, so
+ * that one system call usually brings every record that has arrived. */
+#define CONN_RAW_CHUNK (16384 + 2048 + 5)
+/* A TLS record header: type, version (2), length (2). */
+#define TLS_RECORD_HEADER 5
 /* Bounds gnutls_bye() when the caller set no write timeout. */
 #define CONN_BYE_TIMEOUT_MS 5000
 
@@ -78,6 +85,15 @@ struct conn {
 	/* Input buffer: unread bytes are ibuf[ipos..ilen). */
 	unsigned char *ibuf;
 	size_t ipos, ilen, icap;
+
+	/* Encrypted bytes read ahead for GnuTLS: rbuf[rpos..rlen).  The
+	 * buffer is freed whenever it drains, so idle connections hold
+	 * none.  rerr is a receive error (or 0 with reof, the peer's
+	 * end-of-file) met while reading ahead, told at the next pull. */
+	unsigned char *rbuf;
+	size_t rpos, rlen;
+	bool reof;
+	int rerr;
 };
 
 static _Thread_local char tls_errbuf[512];
@@ -356,6 +372,7 @@ void conn_close(struct conn **cp)
 	if (c->session != NULL)
 		gnutls_deinit(c->session);
 	free(c->ibuf);
+	free(c->rbuf);
 	free(c->peer_name);
 	free(c);
 	*cp = NULL;
@@ -371,6 +388,134 @@ static bool is_ip_literal(const char *name)
 
 	return inet_pton(AF_INET, name, addr) == 1 ||
 	       inet_pton(AF_INET6, name, addr) == 1;
+}
+
+/*
+ * GnuTLS's transport: buffered reads.
+ *
+ * Left to itself GnuTLS reads a record's header and then its body with
+ * two recv() calls, each after a poll() when a timeout is set: four
+ * system calls per record.  These functions read whatever has arrived in
+ * one recv() and hand it out from memory, so a burst of records costs
+ * one call, and the poll is skipped when bytes are already here.
+ */
+
+static bool raw_buffered(const struct conn *c)
+{
+	return c->rpos < c->rlen || c->reof || c->rerr != 0;
+}
+
+static void raw_consume(struct conn *c, size_t n)
+{
+	c->rpos += n;
+	if (c->rpos == c->rlen) {
+		free(c->rbuf);
+		c->rbuf = NULL;
+		c->rpos = c->rlen = 0;
+	}
+}
+
+/* One recv() into the read-ahead buffer (empty on entry); flags as for
+ * recv.  Returns what recv returned, with errno. */
+static ssize_t raw_fill(struct conn *c, int flags)
+{
+	ssize_t n;
+
+	c->rbuf = malloc(CONN_RAW_CHUNK);
+	if (c->rbuf == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	n = recv(c->fd, c->rbuf, CONN_RAW_CHUNK, flags);
+	if (n > 0) {
+		c->rpos = 0;
+		c->rlen = (size_t)n;
+	} else {
+		free(c->rbuf);
+		c->rbuf = NULL;
+	}
+	return n;
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *dst, size_t len)
+{
+	struct conn *c = ptr;
+	size_t n;
+
+	if (c->rpos == c->rlen) {
+		ssize_t got;
+
+		if (c->rerr != 0) {
+			errno = c->rerr;
+			c->rerr = 0;
+			return -1;
+		}
+		if (c->reof)
+			return 0;
+		got = raw_fill(c, 0);
+		if (got <= 0)
+			return got;
+	}
+	n = c->rlen - c->rpos;
+	if (n > len)
+		n = len;
+	memcpy(dst, c->rbuf + c->rpos, n);
+	raw_consume(c, n);
+	return (ssize_t)n;
+}
+
+/* GnuTLS asks this before a pull when a timeout is set: > 0 when a pull
+ * will not block, 0 on timeout, -1 on error. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned int ms)
+{
+	struct conn *c = ptr;
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	ssize_t got;
+
+	if (raw_buffered(c))
+		return 1;
+	/* Under load the bytes are usually here already: try first. */
+	got = raw_fill(c, MSG_DONTWAIT);
+	if (got > 0)
+		return 1;
+	if (got == 0) {
+		c->reof = true;
+		return 1;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		c->rerr = errno;
+		return 1;
+	}
+	return poll(&pfd, 1,
+		    ms == GNUTLS_INDEFINITE_TIMEOUT || ms > INT_MAX ? -1
+								     : (int)ms);
+}
+
+/* Whether the read-ahead buffer holds a whole record, which a read can
+ * then take without waiting for the socket. */
+static bool raw_record_ready(const struct conn *c)
+{
+	size_t have = c->rlen - c->rpos;
+	const unsigned char *h;
+
+	if (c->reof || c->rerr != 0)
+		return true;
+	if (have < TLS_RECORD_HEADER)
+		return false;
+	h = c->rbuf + c->rpos;
+	return have >= TLS_RECORD_HEADER + ((size_t)h[3] << 8 | h[4]);
+}
+
+static void transport_setup(struct conn *c, gnutls_session_t s)
+{
+	gnutls_transport_ptr_t recv_ptr, send_ptr;
+
+	/* Sending stays GnuTLS's own, on the descriptor. */
+	gnutls_transport_set_int(s, c->fd);
+	gnutls_transport_get_ptr2(s, &recv_ptr, &send_ptr);
+	gnutls_transport_set_ptr2(s, c, send_ptr);
+	gnutls_transport_set_pull_function(s, tls_pull);
+	gnutls_transport_set_pull_timeout_function(s, tls_pull_timeout);
 }
 
 static int session_new(struct conn *c, const struct tls_creds *creds,
@@ -409,7 +554,7 @@ static int session_new(struct conn *c, const struct tls_creds *creds,
 				     gnutls_strerror(ret));
 		return -1;
 	}
-	gnutls_transport_set_int(s, c->fd);
+	transport_setup(c, s);
 	*s_r = s;
 	return 0;
 }
@@ -968,7 +1113,8 @@ bool conn_pending(const struct conn *c)
 	if (c->ipos < c->ilen)
 		return true;
 	return c->session != NULL &&
-	       gnutls_record_check_pending(c->session) > 0;
+	       (gnutls_record_check_pending(c->session) > 0 ||
+		raw_record_ready(c));
 }
 
 /*
