@@ -95,6 +95,13 @@ struct journal {
 	pthread_mutex_t lock;
 	pthread_cond_t sync_cond;	/* a sync finished */
 	pthread_cond_t new_cond;	/* durable_lsn moved, wake, shutdown */
+	/* journal_wait_type: the newest LSN written of every record type,
+	 * how many threads wait for each type, and their condition, which
+	 * is signalled only when a durable advance covers a newer record of
+	 * a waited-for type (plus wake and shutdown). */
+	pthread_cond_t type_cond;
+	uint64_t newest_of_type[256];
+	unsigned type_waiters[256];
 	pthread_cond_t kick_cond;	/* wakes the syncer: records to sync */
 	int fd;			/* newest segment, position == seg_size */
 	uint64_t seg_size;	/* bytes of whole records in it */
@@ -727,6 +734,7 @@ int journal_open(const char *dir, const struct journal_options *opts,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&j->new_cond, &ca);
+	pthread_cond_init(&j->type_cond, &ca);
 	pthread_condattr_destroy(&ca);
 
 	j->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -786,6 +794,7 @@ void journal_free(struct journal **jp)
 	if (j->dir_fd >= 0)
 		close(j->dir_fd);
 	pthread_cond_destroy(&j->new_cond);
+	pthread_cond_destroy(&j->type_cond);
 	pthread_cond_destroy(&j->sync_cond);
 	pthread_cond_destroy(&j->kick_cond);
 	pthread_mutex_destroy(&j->lock);
@@ -799,6 +808,25 @@ static int journal_failed_locked(struct journal *j, const char **error_r)
 	*error_r = journal_err(false, "journal %s has failed (%s); reopen it",
 			       j->dir, j->fail_reason);
 	return -1;
+}
+
+/* Moves durable_lsn up to target and wakes the threads waiting for it:
+ * all of journal_wait_new's, and journal_wait_type's only when a record
+ * of their type became durable. */
+static void durable_advance_locked(struct journal *j, uint64_t target)
+{
+	uint64_t old = j->durable_lsn;
+
+	if (target <= old)
+		return;
+	j->durable_lsn = target;
+	pthread_cond_broadcast(&j->new_cond);
+	for (unsigned t = 0; t < 256; t++) {
+		if (j->type_waiters[t] > 0 && j->newest_of_type[t] > old) {
+			pthread_cond_broadcast(&j->type_cond);
+			break;
+		}
+	}
 }
 
 /* Starts a new segment.  The old one is synced first so that only the
@@ -815,10 +843,7 @@ static int journal_rotate_locked(struct journal *j, const char **error_r)
 		return -1;
 	}
 	j->stats.syncs++;
-	if (j->durable_lsn < j->next_lsn - 1) {
-		j->durable_lsn = j->next_lsn - 1;
-		pthread_cond_broadcast(&j->new_cond);
-	}
+	durable_advance_locked(j, j->next_lsn - 1);
 	pthread_cond_broadcast(&j->sync_cond);
 	/* Room in the list first, so that a failure leaves no file behind. */
 	if (segs_reserve(j) < 0) {
@@ -919,6 +944,7 @@ int journal_append_async(struct journal *j, uint8_t type,
 		return -1;
 	}
 	j->seg_size += JOURNAL_RECORD_OVERHEAD + (uint64_t)len;
+	j->newest_of_type[type] = lsn;
 	j->next_lsn++;
 	j->stats.appends++;
 	j->stats.bytes += JOURNAL_RECORD_OVERHEAD + (uint64_t)len;
@@ -946,10 +972,9 @@ static void lead_sync_locked(struct journal *j)
 	pthread_mutex_lock(&j->lock);
 	j->syncing = false;
 	j->stats.syncs++;
-	if (r == 0 && target > j->durable_lsn) {
-		j->durable_lsn = target;
-		pthread_cond_broadcast(&j->new_cond);
-	} else if (r < 0) {
+	if (r == 0) {
+		durable_advance_locked(j, target);
+	} else {
 		/* After a failed fsync the page cache may have dropped the
 		 * data: only recovery can tell. */
 		j->failed = true;
@@ -1105,9 +1130,43 @@ int journal_wait_new(struct journal *j, uint64_t after_lsn,
 	return ret;
 }
 
+int journal_wait_type(struct journal *j, uint8_t type, uint64_t after_lsn,
+		      const atomic_bool *stop, int timeout_ms)
+{
+	struct timespec deadline;
+	int ret;
+
+	if (timeout_ms >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&j->lock);
+	j->type_waiters[type]++;
+	while (!(j->durable_lsn > after_lsn &&
+		 j->newest_of_type[type] > after_lsn) &&
+	       !j->shut_down && (stop == NULL || !atomic_load(stop))) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&j->type_cond, &j->lock);
+		} else if (pthread_cond_timedwait(&j->type_cond, &j->lock,
+						  &deadline) == ETIMEDOUT) {
+			break;
+		}
+	}
+	j->type_waiters[type]--;
+	ret = j->durable_lsn > after_lsn ? 1 : 0;
+	pthread_mutex_unlock(&j->lock);
+	return ret;
+}
+
 void journal_wake(struct journal *j)
 {
 	pthread_mutex_lock(&j->lock);
+	pthread_cond_broadcast(&j->type_cond);
 	pthread_cond_broadcast(&j->new_cond);
 	pthread_mutex_unlock(&j->lock);
 }
@@ -1116,6 +1175,7 @@ void journal_shutdown(struct journal *j)
 {
 	pthread_mutex_lock(&j->lock);
 	j->shut_down = true;
+	pthread_cond_broadcast(&j->type_cond);
 	pthread_cond_broadcast(&j->new_cond);
 	pthread_mutex_unlock(&j->lock);
 }

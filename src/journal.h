@@ -147,7 +147,16 @@ uint64_t journal_first_lsn(struct journal *j);
 int journal_wait_new(struct journal *j, uint64_t after_lsn,
 		     const atomic_bool *stop, int timeout_ms,
 		     uint64_t *durable_r);
-/* Wakes every thread in journal_wait_new so that it re-checks. */
+/* journal_wait_new for a thread that acts only on records of one type
+ * (a sync sender on JREC_LOCAL): sleeps until a record of that type after
+ * after_lsn is durable, so that records of other types do not wake it
+ * one sync at a time; it reads those in bulk when one of its type comes
+ * or at its timeout.  Same returns as journal_wait_new: 1 when any newer
+ * durable record exists. */
+int journal_wait_type(struct journal *j, uint8_t type, uint64_t after_lsn,
+		      const atomic_bool *stop, int timeout_ms);
+/* Wakes every thread in journal_wait_new or journal_wait_type so that it
+ * re-checks. */
 void journal_wake(struct journal *j);
 /* Makes every current and later journal_wait_new return 0 at once (for
  * shutdown); appends keep working. */

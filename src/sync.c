@@ -18,7 +18,7 @@
  *             writer on a conn is what tls.h allows);
  *   sync-rx   one per incoming link (server.c thread), owns its conn.
  * A link ends when either tx or ack fails: the one that fails sets
- * peer->link_down, wakes the conn (and journal_wait_new), and tx joins
+ * peer->link_down, wakes the conn (and journal_wait_type), and tx joins
  * ack before closing the conn.
  *
  * Lock order: sync->sleep_lock and peer->lock are never held together
@@ -71,7 +71,7 @@ struct sync_peer {
 	pthread_t tx_thread;
 	bool tx_started;
 
-	/* The stop flag of the current outgoing link (journal_wait_new
+	/* The stop flag of the current outgoing link (journal_wait_type
 	 * reads it under the journal lock). */
 	atomic_bool link_down;
 
@@ -560,12 +560,18 @@ static void ship(struct sync_peer *peer, struct conn *c,
 			pending = atomic_load(&peer->safe) != peer->persisted ||
 				  atomic_load(&peer->acked) <
 					  atomic_load(&peer->sent);
-			journal_wait_new(sync->journal,
-					 journal_reader_position(reader) - 1,
-					 &peer->link_down,
-					 pending ? SYNC_PERSIST_MS
-						 : SYNC_IDLE_WAIT_MS,
-					 NULL);
+			/* Only our own ops are shipped: received ones,
+			 * storage's bulk, are scanned in one go when an op
+			 * of ours comes or at the timeout. */
+			journal_wait_type(sync->journal, JREC_LOCAL,
+					  journal_reader_position(reader) - 1,
+					  &peer->link_down,
+					  pending ? SYNC_PERSIST_MS
+						  : SYNC_IDLE_WAIT_MS);
+			continue;
+		}
+		if (rec.type != JREC_LOCAL) {
+			scanned = rec.lsn;
 			continue;
 		}
 		if (jrec_decode(&rec, &jrec, &why) < 0) {

@@ -923,6 +923,65 @@ static void *cr_reader_main(void *arg)
 	return NULL;
 }
 
+static void *type_waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->ret = journal_wait_type(w->j, 7, w->after, &w->stop, -1);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+/* A thread waiting for one record type sleeps through durable records of
+ * other types (a sync sender on storage, where most records are received
+ * ones), wakes for its own type, and for its stop flag. */
+static void test_wait_for_type(void)
+{
+	char *dir = cu_tempdir("journal");
+	struct journal *j = open_ok(dir, 0);
+	struct waiter w;
+	uint64_t lsn;
+	pthread_t tid;
+
+	append_one(j, 7, "a", 1);
+	lsn = append_one(j, 2, "b", 1);
+	/* Durable records after 0, one of them of type 7: no wait. */
+	CU_ASSERT_EQUAL(journal_wait_type(j, 7, 0, NULL, -1), 1);
+	/* Newer durable records exist, none of type 7: waits it out. */
+	CU_ASSERT_EQUAL(journal_wait_type(j, 7, 1, NULL, 30), 1);
+	CU_ASSERT_EQUAL(journal_wait_type(j, 7, lsn, NULL, 30), 0);
+
+	memset(&w, 0, sizeof(w));
+	w.j = j;
+	w.after = lsn;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&tid, NULL, type_waiter_main, &w),
+			      0);
+	for (int i = 0; i < 20; i++)
+		append_one(j, 2, "r", 1);
+	usleep(50000);
+	CU_ASSERT_FALSE(atomic_load(&w.done));
+	lsn = append_one(j, 7, "mine", 4);
+	pthread_join(tid, NULL);
+	CU_ASSERT_EQUAL(w.ret, 1);
+
+	memset(&w, 0, sizeof(w));
+	w.j = j;
+	w.after = lsn;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&tid, NULL, type_waiter_main, &w),
+			      0);
+	append_one(j, 2, "r", 1);
+	usleep(20000);
+	CU_ASSERT_FALSE(atomic_load(&w.done));
+	atomic_store(&w.stop, true);
+	journal_wake(j);
+	pthread_join(tid, NULL);
+	/* Stopped, with a newer durable record (of another type) there. */
+	CU_ASSERT_EQUAL(w.ret, 1);
+	journal_free(&j);
+	cu_rmtree(dir);
+	free(dir);
+}
+
 static void test_reader_concurrent_with_writer(void)
 {
 	char *dir = cu_tempdir("journal");
@@ -1066,6 +1125,7 @@ static CU_TestInfo tests[] = {
 	  test_reader_errors_and_trim_under_reader },
 	{ "group commit: 8 threads x 200 appends", test_group_commit },
 	{ "durable waits, wake and shutdown", test_durable_wait },
+	{ "waiting for one record type", test_wait_for_type },
 	{ "readers alongside the writer",
 	  test_reader_concurrent_with_writer },
 	{ "write failure leaves the journal consistent",
