@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -689,6 +690,46 @@ static void test_tls_premature_termination(void)
 	tls_creds_free(&cc);
 }
 
+/* Records that arrived together are read with one recv() and handed out
+ * one by one: conn_pending() says so while the socket shows nothing, which
+ * is what the relay asks before it polls. */
+static void test_tls_records_read_ahead(void)
+{
+	struct tls_creds *sc, *cc;
+	struct conn *s, *c;
+	struct pollfd pfd;
+	const char *error = NULL;
+	char buf[16];
+	size_t len = 0;
+
+	internal_pair(&s, &c, &sc, &cc);
+	/* Three writes, three records, all on loopback before we read. */
+	put(c, "a1\r\n");
+	put(c, "b2\r\n");
+	put(c, "c3\r\n");
+	usleep(20000);
+	CU_ASSERT_EQUAL(conn_read_some(s, buf, 4, &len, &error), CONN_OK);
+	CU_ASSERT_EQUAL(len, 4);
+	CU_ASSERT_EQUAL(memcmp(buf, "a1\r\n", 4), 0);
+	CU_ASSERT_TRUE(conn_pending(s));
+	pfd.fd = conn_fd(s);
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	CU_ASSERT_EQUAL(poll(&pfd, 1, 0), 0);
+	expect_line(s, 100, "b2");
+	CU_ASSERT_TRUE(conn_pending(s));
+	expect_line(s, 100, "c3");
+	CU_ASSERT_FALSE(conn_pending(s));
+	/* And the buffer empty, a read waits for the socket again. */
+	put(c, "d4\r\n");
+	expect_line(s, 100, "d4");
+	conn_close(&c);
+	CU_ASSERT_EQUAL(read_line_status(s, 100), CONN_EOF);
+	conn_close(&s);
+	tls_creds_free(&sc);
+	tls_creds_free(&cc);
+}
+
 /* A refused handshake: at least the refusing side fails, with a reason,
  * and the other side cannot exchange data. */
 static void expect_refused(const char *ca_s, enum ident server_id,
@@ -1121,6 +1162,8 @@ static void test_cleanup(void)
 }
 
 static CU_TestInfo tests[] = {
+	{ "tls: records that arrive together are read ahead",
+	  test_tls_records_read_ahead },
 	{ "net: IPv4 listen, accept, connect", test_net_ipv4 },
 	{ "net: IPv6 loopback", test_net_ipv6 },
 	{ "net: address parsing and formatting", test_net_format },
