@@ -86,10 +86,31 @@ static void close_keep_errno(int fd)
 	errno = saved;
 }
 
+/* Set by maildir_set_lazy() for the calling thread only. */
+static _Thread_local bool lazy;
+
+void maildir_set_lazy(bool on)
+{
+	lazy = on;
+}
+
+bool maildir_is_lazy(void)
+{
+	return lazy;
+}
+
+/* A message file's data, before its name appears. */
+static int sync_file(int fd)
+{
+	return lazy ? 0 : fsync(fd);
+}
+
 /* Some file systems cannot sync a directory and say EINVAL: nothing more
  * can be done there, so that is not an error. */
 static int fsync_dir(int fd)
 {
+	if (lazy)
+		return 0;
 	if (fsync(fd) < 0 && errno != EINVAL)
 		return -1;
 	return 0;
@@ -515,7 +536,7 @@ int maildir_delivery_finish(struct maildir_delivery **dp,
 		return -1;
 	}
 	d->fd = -1;
-	if (fsync(fd) < 0) {
+	if (sync_file(fd) < 0) {
 		*error_r = maildir_syserr("fsync(tmp)");
 		close_keep_errno(fd);
 		maildir_delivery_destroy(dp, true);
@@ -597,7 +618,7 @@ static int maildir_deliver_unnamed(struct maildir *md, const char *mailbox,
 		p += n;
 		len -= (size_t)n;
 	}
-	if (fsync(fd) < 0) {
+	if (sync_file(fd) < 0) {
 		*error_r = maildir_syserr("fsync(tmp)");
 		goto out;
 	}

@@ -58,6 +58,14 @@
 
 #include "mailbox_name.h"
 
+/* Lazy mode, for the calling thread until turned off: no fsync at all,
+ * so a crash may lose or tear what the thread changed.  Only for work
+ * that can be redone from a durable record -- the applier's Maildir work
+ * for received ops, whose records are in the journal; the caller makes
+ * it durable later, at once, with syncfs (user_store_sync_files). */
+void maildir_set_lazy(bool on);
+bool maildir_is_lazy(void);
+
 #define MAILDIR_TAG_MAX 64
 #define MAILDIR_USER_MAX 64
 /* "<tag>" ":2," "DFRST" NUL */

@@ -263,6 +263,17 @@ int user_store_snapshot_locked(struct user *user)
 
 	if (!user->loaded || user->last_lsn == user->snapshot_lsn)
 		return 0;
+	/* The replay notes go with the snapshot: not before reconciliation
+	 * has used them to repair the files. */
+	if (!user->reconciled &&
+	    (user->append_count > 0 || user->rename_count > 0))
+		return -1;
+	/* Nor may it cover lazy Maildir work not yet durable. */
+	if (user->lazy_lsn > atomic_load(&user->store->files_synced_lsn) &&
+	    user_store_sync_files(user->store, false, &why) < 0) {
+		log_warnx("no snapshot of %s: %s", user->name, why);
+		return -1;
+	}
 	if (snapshot_name_for_user(user->name, fname) < 0)
 		return -1;
 	if (mailstate_serialize(user->state, &data) < 0) {
@@ -289,7 +300,8 @@ int user_store_snapshot_locked(struct user *user)
  * Replay.
  */
 
-int user_store_note_append(struct user *user, const char *tag, uint64_t lsn)
+int user_store_note_append(struct user *user, const char *tag, uint64_t lsn,
+			   bool verify)
 {
 	if (user->append_count == user->append_cap) {
 		size_t cap = user->append_cap == 0 ? 16 : user->append_cap * 2;
@@ -303,7 +315,12 @@ int user_store_note_append(struct user *user, const char *tag, uint64_t lsn)
 	user->appends[user->append_count].tag = strdup(tag);
 	if (user->appends[user->append_count].tag == NULL)
 		return -1;
+	user->appends[user->append_count].verify = verify;
 	user->appends[user->append_count++].lsn = lsn;
+	if (verify && !user->verify_pending) {
+		user->verify_pending = true;
+		atomic_fetch_add(&user->store->unverified_users, 1);
+	}
 	return 0;
 }
 
@@ -392,7 +409,10 @@ static int replay_record(const struct journal_record *rec, void *ctx,
 		}
 		user_store_note_applied_locked(user, rec->lsn);
 		if ((op->type == OP_APPEND &&
-		     user_store_note_append(user, op->tag, rec->lsn) < 0) ||
+		     user_store_note_append(
+			     user, op->tag, rec->lsn,
+			     rec->type == JREC_REMOTE &&
+				     rec->lsn > store->files_marker_lsn) < 0) ||
 		    (op->type == OP_RENAME &&
 		     note_rename(user, op->mailbox, op->new_mailbox) < 0)) {
 			*error_r = "out of memory";
@@ -479,13 +499,68 @@ static int compare_appends(const void *a, const void *b)
 		      ((const struct replayed_append *)b)->tag);
 }
 
+/* Whether the file of m holds exactly body. */
+static bool file_matches(struct user *user, const struct missing_file *m,
+			 const unsigned char *body, size_t len)
+{
+	const char *why = NULL;
+	unsigned char buf[8192];
+	uint64_t size = 0;
+	size_t off = 0;
+	bool same;
+	int fd;
+
+	if (maildir_message_open(user->md, m->mailbox, m->msg->tag,
+				 user_store_maildir_flags(m->msg->flags), &fd,
+				 &size, &why) < 0)
+		return false;
+	same = size == len;
+	while (same && off < len) {
+		size_t want = len - off < sizeof(buf) ? len - off : sizeof(buf);
+		ssize_t n = read(fd, buf, want);
+
+		if (n <= 0 || memcmp(buf, body + off, (size_t)n) != 0)
+			same = false;
+		else
+			off += (size_t)n;
+	}
+	close(fd);
+	return same;
+}
+
+/* One message of deliver_from_journal: rewrites the file from the body
+ * (replace: only when the file there differs).  Returns true when it
+ * wrote a file. */
+static bool deliver_one(struct user *user, const struct missing_file *m,
+			const struct op *op, bool replace)
+{
+	const char *why = NULL;
+	unsigned flags = user_store_maildir_flags(m->msg->flags);
+
+	if (op->type != OP_APPEND || strcmp(op->tag, m->msg->tag) != 0)
+		return false;
+	if (replace) {
+		if (file_matches(user, m, op->body, op->body_len))
+			return false;
+		log_warnx("message %s in %s of %s was torn by a crash; "
+			  "rewriting it from the journal", m->msg->tag,
+			  m->mailbox, user->name);
+		maildir_message_expunge(user->md, m->mailbox, m->msg->tag,
+					flags, &why);
+	}
+	return maildir_deliver(user->md, m->mailbox, m->msg->tag, flags,
+			       op->body, op->body_len, &why) >= 0;
+}
+
 /* Writes the files of missing[] (sorted by LSN) from their APPEND
  * records with one reader moving forward, since positioning a new reader
  * scans its segment's headers: a reader per message made rewriting n
- * files O(n x segment).  Returns how many were written. */
+ * files O(n x segment).  With replace, the files exist and only those
+ * whose content differs from the record are rewritten.  Returns how many
+ * were written. */
 static size_t deliver_from_journal(struct user *user,
 				   const struct missing_file *missing,
-				   size_t count)
+				   size_t count, bool replace)
 {
 	struct journal_reader *reader = NULL;
 	size_t done = 0;
@@ -514,14 +589,7 @@ static size_t deliver_from_journal(struct user *user,
 
 			if (user_store_decode_op(&rec, &jrec, &op, &why) ==
 			    0) {
-				if (op->type == OP_APPEND &&
-				    strcmp(op->tag, m->msg->tag) == 0 &&
-				    maildir_deliver(user->md, m->mailbox,
-						    m->msg->tag,
-						    user_store_maildir_flags(
-							    m->msg->flags),
-						    op->body, op->body_len,
-						    &why) >= 0)
+				if (deliver_one(user, m, op, replace))
 					done++;
 				jrec_clear(&jrec);
 			}
@@ -717,7 +785,7 @@ static size_t restore_missing(struct user *user, const char *const *live,
 		while (first < count && missing[first].lsn == 0)
 			first++;
 		fixed = deliver_from_journal(user, missing + first,
-					     count - first);
+					     count - first, false);
 		if (fixed < count - first)
 			log_error("%zu message files of %s could not be "
 				  "rewritten from the journal",
@@ -728,7 +796,52 @@ static size_t restore_missing(struct user *user, const char *const *live,
 	return fixed;
 }
 
+/* Compares the files of received APPENDs the last process wrote lazily
+ * (replay notes with verify) with their records and rewrites the torn
+ * ones.  Runs after restore_missing: a file missing then is written. */
+static size_t verify_lazy_files(struct user *user)
+{
+	struct missing_file *check;
+	size_t count = 0, fixed;
+
+	check = calloc(user->append_count, sizeof(*check));
+	if (check == NULL)
+		return 0;
+	for (size_t i = 0; i < user->append_count; i++) {
+		const struct replayed_append *a = &user->appends[i];
+		const struct mailstate_msg *msg;
+
+		if (!a->verify ||
+		    (msg = mailstate_msg_find(user->state, a->tag)) == NULL)
+			continue;
+		check[count].lsn = a->lsn;
+		check[count].mailbox = mailstate_mailbox_name(msg->mailbox);
+		check[count++].msg = msg;
+	}
+	qsort(check, count, sizeof(*check), compare_missing);
+	fixed = deliver_from_journal(user, check, count, true);
+	free(check);
+	for (size_t i = 0; i < user->append_count; i++)
+		user->appends[i].verify = false;
+	user->verify_pending = false;
+	atomic_fetch_sub(&user->store->unverified_users, 1);
+	return fixed;
+}
+
+static void reconcile_folders(struct user *user);
+
 void user_store_reconcile_folders(struct user *user)
+{
+	bool lazy = maildir_is_lazy();
+
+	/* Repairs are made durable at once whoever asks for them: the
+	 * "=files" checkpoint does not cover them. */
+	maildir_set_lazy(false);
+	reconcile_folders(user);
+	maildir_set_lazy(lazy);
+}
+
+static void reconcile_folders(struct user *user)
 {
 	struct buf folders = BUF_INIT;
 	struct disk_scan scan = { NULL, 0, 0, NULL };
@@ -758,6 +871,8 @@ void user_store_reconcile_folders(struct user *user)
 			qsort(scan.files, scan.count, sizeof(*scan.files),
 			      compare_files);
 		fixed += restore_missing(user, live, live_count, &scan);
+		if (user->verify_pending)
+			fixed += verify_lazy_files(user);
 		for (size_t off = 0; off < folders.len;) {
 			const char *name = (const char *)folders.data + off;
 
@@ -819,6 +934,7 @@ int user_store_open(const struct user_store_options *opts,
 	}
 	pthread_mutex_init(&store->lock, NULL);
 	pthread_mutex_init(&store->clock_lock, NULL);
+	pthread_mutex_init(&store->files_lock, NULL);
 	store->is_storage = opts->is_storage;
 	store->sep = opts->hierarchy_separator;
 	store->snapshot_every = opts->snapshot_every != 0
@@ -850,7 +966,8 @@ int user_store_open(const struct user_store_options *opts,
 		*error_r = user_store_set_error("cannot open the journal: %s", why);
 		goto fail;
 	}
-	if (user_sync_load_links(store, &why) < 0) {
+	if (user_sync_load_links(store, &why) < 0 ||
+	    user_sync_load_files_marker(store, &why) < 0) {
 		*error_r = why;
 		goto fail;
 	}
@@ -895,6 +1012,7 @@ void user_store_free(struct user_store **storep)
 		vclock_free(&store->links[i].clock);
 	free(store->links);
 	pthread_mutex_destroy(&store->clock_lock);
+	pthread_mutex_destroy(&store->files_lock);
 	pthread_mutex_destroy(&store->lock);
 	free(store->node_name);
 	free(store->maildir_root);

@@ -21,10 +21,13 @@
 #define SNAPSHOT_EVERY_DEFAULT 1000
 
 /* Where an APPEND replayed since the user's snapshot lives in the journal,
- * so reconciliation can rewrite a missing file from its record. */
+ * so reconciliation can rewrite a missing file from its record.  verify:
+ * a received APPEND after the "=files" checkpoint, whose file the last
+ * process wrote lazily and a crash may have left torn. */
 struct replayed_append {
 	char *tag;
 	uint64_t lsn;
+	bool verify;
 };
 
 struct replayed_rename {
@@ -62,6 +65,10 @@ struct user {
 
 	struct replayed_append *appends;
 	size_t append_count, append_cap;
+	/* Some appends[] have verify set; counted in unverified_users. */
+	bool verify_pending;
+	/* The newest record whose Maildir work was done lazily. */
+	uint64_t lazy_lsn;
 	struct replayed_rename *renames;
 	size_t rename_count, rename_cap;
 
@@ -101,6 +108,22 @@ struct user_store {
 	bool applier_running;
 	atomic_bool applier_stop;
 	_Atomic uint64_t applied_lsn;	/* replayed or applied so far */
+
+	/* The applier's Maildir work is lazy (maildir_set_lazy): the
+	 * received records are durable in the journal, so their files are
+	 * made durable in bulk by user_store_sync_files, at most every
+	 * FILES_SYNC_MS, rather than with two fsyncs each.  Every record
+	 * up to files_synced_lsn has its Maildir work on stable storage;
+	 * lazy_lsn is the newest record done lazily; files_marker_lsn is
+	 * the "=files" checkpoint as found at start-up, after which received
+	 * APPENDs get verified; unverified_users counts users whose
+	 * reconciliation has yet to verify them (the checkpoint cannot move
+	 * past those files until then).  files_lock serialises syncs. */
+	pthread_mutex_t files_lock;
+	_Atomic uint64_t files_synced_lsn;
+	_Atomic uint64_t lazy_lsn;
+	uint64_t files_marker_lsn;
+	atomic_uint unverified_users;
 };
 
 const char *user_store_set_error(const char *fmt, ...) PLUTO_PRINTF(1, 2);
@@ -145,8 +168,19 @@ int user_store_commit_local_locked(struct user *user, const struct op *op,
  * journal (user_store.c).  O(files of the user). */
 void user_store_reconcile_folders(struct user *user);
 /* Remembers where an APPEND's body is in the journal until the next
- * snapshot, for reconciliation. */
-int user_store_note_append(struct user *user, const char *tag, uint64_t lsn);
+ * snapshot, for reconciliation; verify as in struct replayed_append. */
+int user_store_note_append(struct user *user, const char *tag, uint64_t lsn,
+			   bool verify);
+
+/* Makes the lazy Maildir work of every record applied so far durable
+ * (one syncfs) and records that in the "=files" checkpoint; with nothing
+ * lazy pending it only moves files_synced_lsn (and writes the checkpoint
+ * when persist is set).  0, or -1 with *error_r (user_sync.c). */
+int user_store_sync_files(struct user_store *store, bool persist,
+			  const char **error_r);
+/* Reads the "=files" checkpoint at start-up: 0, or -1 with *error_r. */
+int user_sync_load_files_marker(struct user_store *store,
+				const char **error_r);
 
 /* Writes the user's snapshot covering everything applied; 0 or -1. */
 int user_store_snapshot_locked(struct user *user);

@@ -16,13 +16,19 @@
 #include "autoconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "server.h"
 #include "user_store_int.h"
+
+/* How long received messages may wait for their bulk sync. */
+#define FILES_SYNC_MS 1000
 
 /*
  * Link bookkeeping.
@@ -314,6 +320,25 @@ static void materialise_locked(struct user *user, const struct op *op,
 	}
 }
 
+/* materialise_locked without fsyncs, where user_store_sync_files can
+ * make them durable in bulk (syncfs); the record is durable already and
+ * a crash before that sync is repaired from it at start-up (the
+ * "=files" checkpoint says which files to verify). */
+static void materialise_lazily_locked(struct user *user, const struct op *op,
+				      uint64_t lsn, struct msg_before *before,
+				      size_t before_count)
+{
+#ifdef HAVE_SYNCFS
+	maildir_set_lazy(true);
+	user->lazy_lsn = lsn;
+	atomic_store(&user->store->lazy_lsn, lsn);
+#else
+	(void)lsn;
+#endif
+	materialise_locked(user, op, before, before_count);
+	maildir_set_lazy(false);
+}
+
 /* Worker only: UIDs both replicas assigned during a partition are
  * renumbered here, and the renumbering ships to storage as local ops. */
 static void resolve_uid_conflicts_locked(struct user *user)
@@ -373,9 +398,9 @@ static void apply_remote_locked(struct user *user, const struct op *op,
 			  op_type_name(op->type), user->name, why);
 	} else {
 		if (op->type == OP_APPEND)
-			user_store_note_append(user, op->tag, lsn);
-		materialise_locked(user, op, before,
-				   before != NULL ? before_count : 0);
+			user_store_note_append(user, op->tag, lsn, false);
+		materialise_lazily_locked(user, op, lsn, before,
+					  before != NULL ? before_count : 0);
 		if (op->type == OP_APPEND)
 			resolve_uid_conflicts_locked(user);
 	}
@@ -414,12 +439,45 @@ static void apply_record(struct user_store *store,
 	op_free(&op);
 }
 
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool lazy_pending(struct user_store *store)
+{
+	return atomic_load(&store->lazy_lsn) >
+	       atomic_load(&store->files_synced_lsn);
+}
+
+/* The applier's bulk sync: when lazy work waits and FILES_SYNC_MS passed
+ * since the last one.  Returns how long the applier may sleep. */
+static int sync_files_if_due(struct user_store *store, long long *last_ms)
+{
+	long long now = monotonic_ms();
+	const char *why = NULL;
+
+	if (!lazy_pending(store))
+		return 1000;
+	if (now - *last_ms < FILES_SYNC_MS)
+		return (int)(FILES_SYNC_MS - (now - *last_ms));
+	*last_ms = now;
+	if (user_store_sync_files(store, false, &why) < 0)
+		log_error("cannot make received messages durable: %s "
+			  "(their records are kept until it works)", why);
+	return FILES_SYNC_MS;
+}
+
 static void *applier_main(void *arg)
 {
 	struct user_store *store = arg;
 	struct journal_reader *reader;
 	struct journal_record rec;
 	const char *why = NULL;
+	long long last_sync_ms = monotonic_ms();
 
 	log_thread_name("applier");
 	reader = journal_reader_new(store->journal, atomic_load(&store->applied_lsn) + 1,
@@ -436,13 +494,16 @@ static void *applier_main(void *arg)
 			break;
 		}
 		if (ret == 0) {
+			int wait = sync_files_if_due(store, &last_sync_ms);
+
 			journal_wait_new(store->journal,
 					 journal_reader_position(reader) - 1,
-					 &store->applier_stop, 1000, NULL);
+					 &store->applier_stop, wait, NULL);
 			continue;
 		}
 		apply_record(store, &rec);
 		atomic_store(&store->applied_lsn, rec.lsn);
+		(void)sync_files_if_due(store, &last_sync_ms);
 	}
 	journal_reader_free(&reader);
 	return NULL;
@@ -474,6 +535,14 @@ void user_sync_stop_applier(struct user_store *store)
 	journal_wake(store->journal);
 	pthread_join(store->applier, NULL);
 	store->applier_running = false;
+	{
+		const char *why = NULL;
+
+		/* A clean stop leaves nothing for the next start to verify. */
+		if (user_store_sync_files(store, true, &why) < 0)
+			log_error("cannot make received messages durable: %s",
+				  why);
+	}
 }
 
 /*
@@ -484,6 +553,90 @@ void user_sync_stop_applier(struct user_store *store)
  */
 
 #define LINKS_CHECKPOINT "=links"
+/* Every record up to its LSN has its Maildir work on stable storage. */
+#define FILES_CHECKPOINT "=files"
+
+
+int user_sync_load_files_marker(struct user_store *store,
+				const char **error_r)
+{
+	struct buf data = BUF_INIT;
+	uint64_t lsn = 0;
+	const char *why = NULL;
+	int ret;
+
+	ret = snapshot_read(store->snapshot_dir, FILES_CHECKPOINT, &lsn, &data,
+			    &why);
+	buf_free(&data);
+	if (ret < 0) {
+		*error_r = user_store_set_error(
+			"cannot read the files checkpoint: %s", why);
+		return -1;
+	}
+	store->files_marker_lsn = ret > 0 ? lsn : 0;
+	atomic_store(&store->files_synced_lsn, store->files_marker_lsn);
+	return 0;
+}
+
+/* Writes out every dirty page and directory of the Maildir file system. */
+static int sync_maildir_fs(struct user_store *store, const char **error_r)
+{
+#ifdef HAVE_SYNCFS
+	int fd = open(store->maildir_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret;
+
+	if (fd < 0) {
+		*error_r = user_store_set_error("open(%s): %s",
+						store->maildir_root,
+						strerror(errno));
+		return -1;
+	}
+	ret = syncfs(fd);
+	if (ret < 0)
+		*error_r = user_store_set_error("syncfs(%s): %s",
+						store->maildir_root,
+						strerror(errno));
+	close(fd);
+	return ret;
+#else
+	/* Without syncfs nothing is done lazily (materialise_lazily). */
+	(void)store;
+	(void)error_r;
+	return 0;
+#endif
+}
+
+int user_store_sync_files(struct user_store *store, bool persist,
+			  const char **error_r)
+{
+	/* Everything applied by now had its Maildir calls made. */
+	uint64_t target = atomic_load(&store->applied_lsn);
+	const char *why = NULL;
+	int ret = 0;
+
+	pthread_mutex_lock(&store->files_lock);
+	if (lazy_pending(store) || persist) {
+		ret = sync_maildir_fs(store, error_r);
+		/* Files a crash may have torn before this process are not
+		 * verified yet: the checkpoint stays below them. */
+		if (ret == 0 && atomic_load(&store->unverified_users) == 0 &&
+		    target > store->files_marker_lsn) {
+			ret = snapshot_write(store->snapshot_dir,
+					     FILES_CHECKPOINT, target, "", 0,
+					     &why);
+			if (ret < 0)
+				*error_r = user_store_set_error(
+					"cannot write the files checkpoint: "
+					"%s", why);
+			else
+				store->files_marker_lsn = target;
+		}
+	}
+	if (ret == 0 && target > atomic_load(&store->files_synced_lsn))
+		atomic_store(&store->files_synced_lsn, target);
+	pthread_mutex_unlock(&store->files_lock);
+	return ret;
+}
 
 static int links_encode_locked(struct user_store *store, struct buf *out)
 {
@@ -595,12 +748,16 @@ int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
 	struct buf data = BUF_INIT;
 	uint64_t durable = journal_durable_lsn(store->journal);
 	uint64_t upto = peers_safe_lsn;
-	uint64_t applied = atomic_load(&store->applied_lsn);
+	uint64_t synced;
 	const char *why = NULL;
 	int ret;
 
-	if (store->applier_running && applied < upto)
-		upto = applied;
+	/* Records whose Maildir work is not durable yet stay. */
+	if (user_store_sync_files(store, false, &why) < 0)
+		log_warnx("trim: %s", why);
+	synced = atomic_load(&store->files_synced_lsn);
+	if (store->applier_running && synced < upto)
+		upto = synced;
 	if (durable < upto)
 		upto = durable;
 	/* Every user whose records would go gets a snapshot first.  The
@@ -615,6 +772,13 @@ int user_store_trim(struct user_store *store, uint64_t peers_safe_lsn,
 		struct user *u = users[i];
 
 		pthread_mutex_lock(&u->lock);
+		/* A user replayed but not used yet is reconciled first: its
+		 * replay notes repair its files, and go with the snapshot. */
+		if (u->first_unsnapped_lsn != 0 &&
+		    u->first_unsnapped_lsn <= upto && !u->reconciled &&
+		    user_store_prepare_locked(u, &why) < 0)
+			log_warnx("cannot reconcile %s before trimming: %s",
+				  u->name, why);
 		if (u->first_unsnapped_lsn != 0 &&
 		    u->first_unsnapped_lsn <= upto)
 			user_store_snapshot_locked(u);

@@ -265,6 +265,34 @@ static void test_reconcile_after_crash(void)
 	teardown();
 }
 
+/* The same crash, but the journal is trimmed before anyone uses alice
+ * again: her replay notes must not go with a snapshot before they have
+ * repaired her files, so trimming reconciles her first. */
+static void test_trim_before_first_use(void)
+{
+	struct user_store *store;
+	const char *error = NULL;
+	char snap[1024];
+
+	setup();
+	store = open_store(1000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(user_store_get(store, "alice", &error));
+	append(user_store_get(store, "alice", &error), "INBOX",
+	       "Subject: kept\r\n\r\nhello\r\n", 0, NULL);
+	damage_inbox();
+	user_store_free(&store);
+	snprintf(snap, sizeof(snap), "%s/snapshots/alice.snap", crdt_root);
+	CU_ASSERT_EQUAL(unlink(snap), 0);
+
+	store = open_store(1000);
+	CU_ASSERT(user_store_trim(store, UINT64_MAX, &error) >= 0);
+	CU_ASSERT_EQUAL(count_files(""), 1);
+	CU_ASSERT_PTR_NOT_NULL(user_store_get(store, "alice", &error));
+	CU_ASSERT_EQUAL(count_files(""), 1);
+	user_store_free(&store);
+	teardown();
+}
+
 /* Removes every message file of alice's folder dir ("" is INBOX). */
 static void remove_files(const char *dir)
 {
@@ -374,6 +402,8 @@ static CU_TestInfo tests[] = {
 	{ "INBOX and append", test_inbox_and_append },
 	{ "flags, expunge and folders", test_flags_expunge_folders },
 	{ "reconcile after a crash", test_reconcile_after_crash },
+	{ "trim before the first use after a crash",
+	  test_trim_before_first_use },
 	{ "many missing files", test_many_missing_files },
 	{ "snapshots and subscriptions", test_snapshots_and_subscriptions },
 	CU_TEST_INFO_NULL,
