@@ -58,6 +58,9 @@
  * it writes a changed acknowledged position. */
 #define SYNC_IDLE_WAIT_MS 1000
 #define SYNC_PERSIST_MS 100
+/* At most this many OPS frames already here share one fdatasync and
+ * one ACK. */
+#define SYNC_RX_COALESCE 64
 /* Writes to a peer that reads nothing fail after this long. */
 #define SYNC_WRITE_TIMEOUT_MIN_MS 10000
 
@@ -953,10 +956,13 @@ static void release_rx(struct sync_peer *peer)
 	pthread_mutex_unlock(&peer->lock);
 }
 
-/* Stores one OPS frame's entries; returns the highest LSN to
- * acknowledge, or 0 after logging why the link must close. */
+/* Writes one OPS frame's entries to the journal without waiting for
+ * them; *written_r (untouched if nothing new) gets the journal position
+ * to wait for.  Returns the highest LSN to acknowledge once that is
+ * durable, or 0 after logging why the link must close. */
 static uint64_t receive_ops(struct sync *sync, struct sync_peer *peer,
-			    const struct sync_msg_frame *frame)
+			    const struct sync_msg_frame *frame,
+			    uint64_t *written_r)
 {
 	uint64_t highest = 0;
 
@@ -964,9 +970,10 @@ static uint64_t receive_ops(struct sync *sync, struct sync_peer *peer,
 		const struct sync_msg_entry *e = &frame->entries[i];
 		const char *why = NULL;
 		uint64_t lsn = 0;
-		int ret = user_store_receive(sync->store, peer->name, e->lsn,
-					     e->clock, e->payload,
-					     e->payload_len, &lsn, &why);
+		int ret = user_store_receive_async(sync->store, peer->name,
+						   e->lsn, e->clock,
+						   e->payload, e->payload_len,
+						   &lsn, &why);
 
 		if (ret < 0) {
 			log_warnx("sync: operation %" PRIu64 " from %s "
@@ -974,24 +981,49 @@ static uint64_t receive_ops(struct sync *sync, struct sync_peer *peer,
 				  e->lsn, peer->name, why);
 			return 0;
 		}
-		if (ret == 0)
+		if (ret == 0) {
 			atomic_fetch_add(&sync->ops_duplicate, 1);
-		else
+		} else {
 			atomic_fetch_add(&sync->ops_stored, 1);
+			*written_r = lsn;
+		}
 		highest = e->lsn;
 	}
 	return highest;
 }
 
+/* Waits until the journal holds *written durably (0: nothing to wait
+ * for); false after logging when the journal failed. */
+static bool received_durable(struct sync *sync, struct sync_peer *peer,
+			     uint64_t *written)
+{
+	const char *why = NULL;
+
+	if (*written == 0)
+		return true;
+	if (journal_wait_durable(sync->journal, *written, &why) < 0) {
+		log_error("sync: cannot store what %s sent: %s", peer->name,
+			  why);
+		return false;
+	}
+	*written = 0;
+	return true;
+}
+
+/* Reads OPS frames and acknowledges them once durable.  Frames already
+ * here (a sender with a backlog) are written before the wait, so that
+ * one fdatasync and one ACK cover them all. */
 static void receive_loop(struct sync *sync, struct sync_peer *peer,
 			 struct conn *c, struct buf *in)
 {
 	struct buf out = BUF_INIT;
 	struct sync_msg_frame frame;
 	const char *why = NULL;
+	uint64_t written = 0, ack = 0;
+	unsigned unacked_frames = 0;
 
 	for (;;) {
-		uint64_t ack;
+		uint64_t highest;
 		int ret = read_frame(c, in, &frame, true,
 				     sync->tuning.stall_timeout_ms,
 				     sync->write_timeout_ms, &why);
@@ -1025,12 +1057,19 @@ static void receive_loop(struct sync *sync, struct sync_peer *peer,
 			sync_msg_frame_clear(&frame);
 			break;
 		}
-		ack = receive_ops(sync, peer, &frame);
+		highest = receive_ops(sync, peer, &frame, &written);
 		sync_msg_frame_clear(&frame);
-		if (ack == 0) {
+		if (highest == 0) {
 			atomic_fetch_add(&sync->protocol_errors, 1);
 			break;
 		}
+		if (highest > ack)
+			ack = highest;
+		if (conn_pending(c) && ++unacked_frames < SYNC_RX_COALESCE)
+			continue;
+		unacked_frames = 0;
+		if (!received_durable(sync, peer, &written))
+			break;
 		buf_reset(&out);
 		if (sync_msg_encode_ack(&out, ack, &why) < 0 ||
 		    write_all(c, &out, &why) < 0) {
@@ -1040,6 +1079,9 @@ static void receive_loop(struct sync *sync, struct sync_peer *peer,
 		}
 		atomic_fetch_add(&sync->acks_sent, 1);
 	}
+	/* HELLO on the next link tells the peer where to resume: what we
+	 * wrote must be durable by then. */
+	(void)received_durable(sync, peer, &written);
 	buf_free(&out);
 }
 

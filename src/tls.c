@@ -310,7 +310,7 @@ int conn_set_timeouts(struct conn *c, unsigned read_ms, unsigned write_ms)
 {
 	/* A blocking send then fails with EAGAIN after write_ms, which
 	 * both our send loop and GnuTLS's push report as a timeout. */
-	if (set_send_timeout(c->fd, write_ms) < 0)
+	if (write_ms != c->write_ms && set_send_timeout(c->fd, write_ms) < 0)
 		return -1;
 	c->read_ms = read_ms;
 	c->write_ms = write_ms;

@@ -170,6 +170,15 @@ int user_store_receive(struct user_store *store, const char *origin,
 		       uint64_t origin_lsn, const struct vclock *clock,
 		       const void *op_bytes, size_t op_len, uint64_t *lsn_r,
 		       const char **error_r);
+/* user_store_receive without the wait: returns 1 once the record is
+ * written (*lsn_r), and the caller waits for journal_wait_durable(*lsn_r)
+ * before acknowledging -- once for a whole batch, so that one fdatasync
+ * covers it.  A caller that stops must still wait for what it wrote
+ * before anyone asks user_store_received_lsn. */
+int user_store_receive_async(struct user_store *store, const char *origin,
+			     uint64_t origin_lsn, const struct vclock *clock,
+			     const void *op_bytes, size_t op_len,
+			     uint64_t *lsn_r, const char **error_r);
 /* Highest position of peer's journal durably stored here (for HELLO). */
 uint64_t user_store_received_lsn(struct user_store *store, const char *peer);
 /* A copy of the clock of the link with peer (caller frees), or NULL. */

@@ -135,6 +135,23 @@ int user_store_receive(struct user_store *store, const char *origin,
 		       const void *op_bytes, size_t op_len, uint64_t *lsn_r,
 		       const char **error_r)
 {
+	const char *why = NULL;
+	int ret = user_store_receive_async(store, origin, origin_lsn, clock,
+					   op_bytes, op_len, lsn_r, error_r);
+
+	if (ret == 1 && journal_wait_durable(store->journal, *lsn_r, &why) < 0) {
+		*error_r = user_store_set_error("cannot sync the journal: %s",
+						why);
+		return -1;
+	}
+	return ret;
+}
+
+int user_store_receive_async(struct user_store *store, const char *origin,
+			     uint64_t origin_lsn, const struct vclock *clock,
+			     const void *op_bytes, size_t op_len,
+			     uint64_t *lsn_r, const char **error_r)
+{
 	struct op *op = NULL;
 	struct buf prefix = BUF_INIT;
 	struct journal_part parts[2];
@@ -187,11 +204,6 @@ out:
 	pthread_mutex_unlock(&store->clock_lock);
 	buf_free(&prefix);
 	op_free(&op);
-	if (ret == 1 && journal_wait_durable(store->journal, *lsn_r, &why) < 0) {
-		*error_r = user_store_set_error("cannot sync the journal: %s",
-						why);
-		return -1;
-	}
 	return ret;
 }
 
