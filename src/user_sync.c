@@ -568,7 +568,6 @@ void user_sync_stop_applier(struct user_store *store)
 /* Every record up to its LSN has its Maildir work on stable storage. */
 #define FILES_CHECKPOINT "=files"
 
-
 int user_sync_load_files_marker(struct user_store *store,
 				const char **error_r)
 {
