@@ -1097,6 +1097,18 @@ uint64_t journal_first_lsn(struct journal *j)
 	return v;
 }
 
+/* The CLOCK_MONOTONIC time (new_cond's clock) timeout_ms from now. */
+static void deadline_in(struct timespec *deadline, int timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_sec += timeout_ms / 1000;
+	deadline->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline->tv_nsec >= 1000000000L) {
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000L;
+	}
+}
+
 int journal_wait_new(struct journal *j, uint64_t after_lsn,
 		     const atomic_bool *stop, int timeout_ms,
 		     uint64_t *durable_r)
@@ -1104,15 +1116,8 @@ int journal_wait_new(struct journal *j, uint64_t after_lsn,
 	struct timespec deadline;
 	int ret;
 
-	if (timeout_ms >= 0) {
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
+	if (timeout_ms >= 0)
+		deadline_in(&deadline, timeout_ms);
 	pthread_mutex_lock(&j->lock);
 	while (j->durable_lsn <= after_lsn && !j->shut_down &&
 	       (stop == NULL || !atomic_load(stop))) {
@@ -1136,15 +1141,8 @@ int journal_wait_type(struct journal *j, uint8_t type, uint64_t after_lsn,
 	struct timespec deadline;
 	int ret;
 
-	if (timeout_ms >= 0) {
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-	}
+	if (timeout_ms >= 0)
+		deadline_in(&deadline, timeout_ms);
 	pthread_mutex_lock(&j->lock);
 	j->type_waiters[type]++;
 	while (!(j->durable_lsn > after_lsn &&
