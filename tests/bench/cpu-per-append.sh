@@ -54,22 +54,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
 free_base() {
-	python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 60000, 1000)
-    ok = True
-    for off in (143, 201, 202, 211, 212, 221, 222, 993):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", base + off))
-        except OSError:
-            ok = False
-        s.close()
-    if ok:
-        print(base)
-        break
-PY
+	python3 "$here/free-base.py"
 }
 
 # start NAME BUILD: a cluster of BUILD's binaries in $tmp/NAME.

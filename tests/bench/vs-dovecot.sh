@@ -165,23 +165,7 @@ if [ "$idle" = yes ] && [ "$want" -lt $((sessions * 2 + 1000)) ]; then
 fi
 
 free_base() {
-	# A base port whose pluto-local ports (BASE+143..BASE+993) are free.
-	python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    base = random.randrange(20000, 60000, 1000)
-    ok = True
-    for off in (143, 201, 202, 211, 212, 221, 222, 993):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", base + off))
-        except OSError:
-            ok = False
-        s.close()
-    if ok:
-        print(base)
-        break
-PY
+	python3 "$top_srcdir/tests/bench/free-base.py"
 }
 free_port() {
 	python3 -c 'import socket
