@@ -43,6 +43,7 @@ SEED=$top_builddir/tests/bench/seed-store
 LOCAL=$top_srcdir/tools/pluto-local
 IDLE=$top_srcdir/tests/bench/idle-sessions.py
 PLOT=$top_srcdir/tests/bench/plot-cdf.sh
+PRIVATE_DOVECOT=$top_srcdir/tests/bench/private-dovecot.sh
 export PLUTO=${PLUTO:-$top_builddir/pluto}
 export PLUTO_PKI=${PLUTO_PKI:-$top_builddir/pluto-pki}
 
@@ -98,7 +99,6 @@ if [ -n "$need" ]; then
 		>/dev/null 2>&1 || die "could not install$need"
 fi
 DOVECOT=/usr/sbin/dovecot
-DOVEADM=$(command -v doveadm || echo /usr/bin/doveadm)
 
 # ---------------------------------------------------------------------
 # The work directory, and cleaning up whatever runs in it.
@@ -115,14 +115,7 @@ extra=$tmp/extra.txt
 : >"$extra"
 
 dovecot_stop() {
-	[ -f "$ddir/dovecot.conf" ] || return 0
-	timeout 10 "$DOVEADM" -c "$ddir/dovecot.conf" stop >/dev/null 2>&1
-	pid=$(cat "$ddir/run/master.pid" 2>/dev/null)
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill "$pid" 2>/dev/null
-		sleep 1
-		kill -9 "$pid" 2>/dev/null
-	fi
+	"$PRIVATE_DOVECOT" stop "$ddir"
 }
 pluto_stop_extra() {
 	# Nodes this script started itself for the start-up measurement.
@@ -191,93 +184,8 @@ user_lines() {
 # The private Dovecot.
 
 dovecot_start() {
-	local port internal_user login_user mail_user mail_group chroot_lines
-	mkdir -p "$ddir/mail" "$ddir/run" "$ddir/state"
-	port=$(free_port) || die "no free port"
-	dport=$port
-	cat >"$ddir/cert.cfg" <<CFG
-cn = "localhost"
-dns_name = "localhost"
-ip_address = "127.0.0.1"
-expiration_days = 2
-tls_www_server
-signing_key
-encryption_key
-CFG
-	timeout 60 certtool --generate-privkey --key-type=ecdsa \
-		--outfile "$ddir/key.pem" >/dev/null 2>&1 || die "certtool"
-	timeout 60 certtool --generate-self-signed \
-		--load-privkey "$ddir/key.pem" --template "$ddir/cert.cfg" \
-		--outfile "$ddir/cert.pem" >/dev/null 2>&1 || die "certtool"
-	if [ "$(id -u)" -eq 0 ]; then
-		internal_user=dovecot
-		login_user=dovenull
-		mail_user=nobody
-		mail_group=$(id -gn nobody)
-		chroot_lines=
-		chown "$mail_user:$mail_group" "$ddir/mail"
-	else
-		internal_user=$(id -un)
-		login_user=$internal_user
-		mail_user=$internal_user
-		mail_group=$(id -gn)
-		chroot_lines="service anvil {
-  chroot =
-}
-service imap-login {
-  chroot =
-}"
-	fi
-	user_lines | awk '{ print $1 ":{PLAIN}" $2 }' >"$ddir/passwd"
-	chmod 644 "$ddir/passwd"
-	# Dovecot's defaults otherwise (mail_fsync = optimized: the message
-	# file is fsynced before the APPEND's OK, index files are not).
-	cat >"$ddir/dovecot.conf" <<CONF
-# vs-dovecot.sh: a private Dovecot, nothing shared with the system's.
-protocols = imap
-listen = 127.0.0.1
-base_dir = $ddir/run
-state_dir = $ddir/state
-instance_name = vs-dovecot-$$
-log_path = $ddir/dovecot.log
-default_internal_user = $internal_user
-default_login_user = $login_user
-ssl = yes
-ssl_cert = <$ddir/cert.pem
-ssl_key = <$ddir/key.pem
-disable_plaintext_auth = yes
-auth_mechanisms = plain
-mail_location = maildir:$ddir/mail/%u
-mail_max_userip_connections = 1000
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $ddir/passwd
-}
-userdb {
-  driver = static
-  args = uid=$mail_user gid=$mail_group home=$ddir/mail/%u
-}
-service imap-login {
-  inet_listener imap {
-    port = 0
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = $port
-    ssl = yes
-  }
-}
-$chroot_lines
-CONF
-	timeout 30 "$DOVECOT" -c "$ddir/dovecot.conf" ||
-		die "dovecot did not start: $(tail -5 "$ddir/dovecot.log")"
-	for _ in $(seq 1 100); do
-		timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" \
-			2>/dev/null && return 0
-		sleep 0.1
-	done
-	die "dovecot is not listening: $(tail -5 "$ddir/dovecot.log")"
+	dport=$(free_port) || die "no free port"
+	user_lines | "$PRIVATE_DOVECOT" start "$ddir" "$dport" || die "dovecot"
 }
 
 # ---------------------------------------------------------------------

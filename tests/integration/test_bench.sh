@@ -47,22 +47,14 @@ if [ -n "$need" ]; then
 			"apt-get install$need)"
 	fi
 fi
-DOVECOT=/usr/sbin/dovecot
-DOVEADM=$(command -v doveadm || echo /usr/bin/doveadm)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pluto-bench-test.XXXXXX") ||
 	fail "mktemp"
-conf=$tmp/dovecot.conf
+PRIVATE_DOVECOT=$top_srcdir/tests/bench/private-dovecot.sh
+# Dovecot's own accounts read files below it.
+chmod 755 "$tmp"
 cleanup() {
-	if [ -f "$conf" ]; then
-		timeout 10 "$DOVEADM" -c "$conf" stop >/dev/null 2>&1
-		pid=$(cat "$tmp/run/master.pid" 2>/dev/null)
-		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-			kill "$pid" 2>/dev/null
-			sleep 1
-			kill -9 "$pid" 2>/dev/null
-		fi
-	fi
+	"$PRIVATE_DOVECOT" stop "$tmp/dovecot"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -79,112 +71,10 @@ port_tls=$(free_port) || fail "no free port"
 port_starttls=$(free_port) || fail "no free port"
 [ "$port_tls" != "$port_starttls" ] || port_starttls=$(free_port)
 
-# A self-signed certificate for 127.0.0.1 and localhost.
-cat >"$tmp/cert.cfg" <<CFG
-cn = "localhost"
-dns_name = "localhost"
-ip_address = "127.0.0.1"
-expiration_days = 2
-tls_www_server
-signing_key
-encryption_key
-CFG
-timeout 60 certtool --generate-privkey --key-type=ecdsa \
-	--outfile "$tmp/key.pem" >/dev/null 2>&1 || fail "certtool key"
-timeout 60 certtool --generate-self-signed --load-privkey "$tmp/key.pem" \
-	--template "$tmp/cert.cfg" --outfile "$tmp/cert.pem" >/dev/null 2>&1 ||
-	fail "certtool certificate"
-
-# Accounts.  As root, Dovecot wants its own unprivileged accounts for its
-# internal and login processes, and mail is stored as nobody; as anyone
-# else, everything runs as the current user.
-if [ "$(id -u)" -eq 0 ]; then
-	internal_user=dovecot
-	login_user=dovenull
-	mail_user=nobody
-	mail_group=$(id -gn nobody)
-	chroot_lines=
-else
-	internal_user=$(id -un)
-	login_user=$internal_user
-	mail_user=$internal_user
-	mail_group=$(id -gn)
-	chroot_lines="service anvil {
-  chroot =
-}
-service imap-login {
-  chroot =
-}"
-fi
-id "$internal_user" >/dev/null 2>&1 || fail "no account $internal_user"
-id "$login_user" >/dev/null 2>&1 || fail "no account $login_user"
-chmod 755 "$tmp"
-mkdir -p "$tmp/mail" "$tmp/run" "$tmp/state"
-[ "$(id -u)" -eq 0 ] && chown "$mail_user:$mail_group" "$tmp/mail"
-
-: >"$tmp/passwd"
-for i in 1 2 3 4; do
-	echo "user$i:{PLAIN}password$i" >>"$tmp/passwd"
-done
-chmod 644 "$tmp/passwd"
-
-cat >"$conf" <<CONF
-# pluto-bench test: a private Dovecot, nothing shared with the system's.
-protocols = imap
-listen = 127.0.0.1
-base_dir = $tmp/run
-state_dir = $tmp/state
-instance_name = pluto-bench-test-$$
-log_path = $tmp/dovecot.log
-default_internal_user = $internal_user
-default_login_user = $login_user
-ssl = yes
-ssl_cert = <$tmp/cert.pem
-ssl_key = <$tmp/key.pem
-disable_plaintext_auth = yes
-auth_mechanisms = plain
-mail_location = maildir:$tmp/mail/%u
-mail_max_userip_connections = 100
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN $tmp/passwd
-}
-userdb {
-  driver = static
-  args = uid=$mail_user gid=$mail_group home=$tmp/mail/%u
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $port_starttls
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = $port_tls
-    ssl = yes
-  }
-}
-$chroot_lines
-CONF
-
-timeout 30 "$DOVECOT" -c "$conf" ||
-	fail "dovecot did not start: $(tail -5 "$tmp/dovecot.log" 2>/dev/null)"
-
-# Wait until both listeners answer.
-up=no
-for _ in $(seq 1 100); do
-	if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port_tls" \
-		2>/dev/null &&
-	   timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port_starttls" \
-		2>/dev/null; then
-		up=yes
-		break
-	fi
-	sleep 0.1
-done
-[ "$up" = yes ] ||
-	fail "dovecot is not listening: $(tail -5 "$tmp/dovecot.log")"
+# The private Dovecot: user1..user4 with passwordN.
+for i in 1 2 3 4; do echo "user$i password$i"; done |
+	"$PRIVATE_DOVECOT" start "$tmp/dovecot" "$port_tls" "$port_starttls" ||
+	fail "private dovecot did not start"
 ok "private dovecot on 127.0.0.1:$port_tls (imaps) and :$port_starttls"
 
 out=$tmp/out
@@ -312,12 +202,12 @@ fi
 
 # Certificates are verified: against our self-signed certificate they
 # pass, against the system store they do not.
-bench 0 -p "$port_tls" --tls implicit --cafile "$tmp/cert.pem" --runs 2 \
+bench 0 -p "$port_tls" --tls implicit --cafile "$tmp/dovecot/cert.pem" --runs 2 \
 	--csv "$csv"
 expect total 4
 csv_rows 4
 ok "implicit TLS verified with --cafile"
-bench 0 -p "$port_starttls" --tls starttls --cafile "$tmp/cert.pem" \
+bench 0 -p "$port_starttls" --tls starttls --cafile "$tmp/dovecot/cert.pem" \
 	-H localhost --runs 2
 expect total 4
 ok "STARTTLS verified with --cafile and a host name"
