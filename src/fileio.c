@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 int fileio_write_all(int fd, struct iovec *iov, int iovcnt)
 {
@@ -34,4 +36,21 @@ int fileio_write_all(int fd, struct iovec *iov, int iovcnt)
 		}
 	}
 	return 0;
+}
+
+const char *fileio_error(char *buf, size_t size, bool with_errno,
+			 const char *fmt, va_list ap)
+{
+	int saved = errno;
+	size_t n;
+
+	vsnprintf(buf, size, fmt, ap);
+	if (with_errno) {
+		n = strlen(buf);
+		/* strerror is safe enough here: glibc and the BSDs return
+		 * static strings for known codes. */
+		snprintf(buf + n, size - n, ": %s", strerror(saved));
+	}
+	errno = saved;
+	return buf;
 }

@@ -167,22 +167,13 @@ static const char *journal_err(bool with_errno, const char *fmt, ...)
 
 static const char *journal_err(bool with_errno, const char *fmt, ...)
 {
-	int saved = errno;
+	const char *msg;
 	va_list ap;
-	size_t n;
 
 	va_start(ap, fmt);
-	vsnprintf(journal_errbuf, sizeof(journal_errbuf), fmt, ap);
+	msg = fileio_error(journal_errbuf, sizeof(journal_errbuf), with_errno, fmt, ap);
 	va_end(ap);
-	if (with_errno) {
-		n = strlen(journal_errbuf);
-		/* strerror is safe enough here: glibc and the BSDs return
-		 * static strings for known codes. */
-		snprintf(journal_errbuf + n, sizeof(journal_errbuf) - n, ": %s",
-			 strerror(saved));
-	}
-	errno = saved;
-	return journal_errbuf;
+	return msg;
 }
 
 static void header_encode(unsigned char *p, uint32_t len, uint64_t lsn,

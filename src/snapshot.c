@@ -42,20 +42,13 @@ static const char *snapshot_err(bool with_errno, const char *fmt, ...)
 
 static const char *snapshot_err(bool with_errno, const char *fmt, ...)
 {
-	int saved = errno;
+	const char *msg;
 	va_list ap;
-	size_t n;
 
 	va_start(ap, fmt);
-	vsnprintf(snapshot_errbuf, sizeof(snapshot_errbuf), fmt, ap);
+	msg = fileio_error(snapshot_errbuf, sizeof(snapshot_errbuf), with_errno, fmt, ap);
 	va_end(ap);
-	if (with_errno) {
-		n = strlen(snapshot_errbuf);
-		snprintf(snapshot_errbuf + n, sizeof(snapshot_errbuf) - n,
-			 ": %s", strerror(saved));
-	}
-	errno = saved;
-	return snapshot_errbuf;
+	return msg;
 }
 
 bool snapshot_name_valid(const char *name)
